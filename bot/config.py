@@ -1,0 +1,159 @@
+"""One typed settings object: every option of citebot, described, read from the environment and `.env`.
+
+Names are the contract in DESIGN.md (`CITEBOT_*`, plus `DISCORD_TOKEN`); `.env.example` lists them all.
+Secrets are `SecretStr`, so they never show up in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+DEFAULT_EMBEDDING_MODEL = "bundled:all-MiniLM-L6-v2"
+
+
+class LLMProvider(StrEnum):
+    NONE = "none"
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    OLLAMA = "ollama"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Every citebot option. Field descriptions are shown by `citebot config`."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(
+        Path(".citebot"),
+        validation_alias=_env("CITEBOT_DATA_DIR"),
+        description="Local state: the embedded Chroma, the REPL history and the feedback database.",
+    )
+    chroma_host: str | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_CHROMA_HOST"),
+        description="When set, use the Chroma server at this host instead of the embedded one.",
+    )
+    chroma_port: int = Field(
+        8000, validation_alias=_env("CITEBOT_CHROMA_PORT"), description="Port of the Chroma server."
+    )
+    chroma_token: SecretStr | None = Field(
+        None, validation_alias=_env("CITEBOT_CHROMA_TOKEN"), description="Auth token for the Chroma server."
+    )
+    collection: str = Field(
+        "corpus",
+        validation_alias=_env("CITEBOT_COLLECTION"),
+        description="The Chroma collection that holds the corpus.",
+    )
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        validation_alias=_env("CITEBOT_EMBEDDING_MODEL"),
+        description="A sentence-transformers model name or path; the default is the bundled all-MiniLM-L6-v2.",
+    )
+    embedding_device: str = Field(
+        "cpu", validation_alias=_env("CITEBOT_EMBEDDING_DEVICE"), description="Torch device for the model."
+    )
+    llm: LLMProvider = Field(
+        LLMProvider.NONE,
+        validation_alias=_env("CITEBOT_LLM"),
+        description="Answerer: none (extractive, no key), openai, anthropic or ollama.",
+    )
+    llm_model: str | None = Field(
+        None, validation_alias=_env("CITEBOT_LLM_MODEL"), description="Chat model name for the LLM answerer."
+    )
+    llm_base_url: str | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_LLM_BASE_URL"),
+        description="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, LM Studio, Ollama).",
+    )
+    llm_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "CITEBOT_LLM_API_KEY", "citebot_llm_api_key", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"
+        ),
+        description="API key for the LLM provider (falls back to OPENAI_API_KEY / ANTHROPIC_API_KEY).",
+    )
+    llm_timeout: float = Field(
+        30.0, validation_alias=_env("CITEBOT_LLM_TIMEOUT"), description="Seconds before the LLM gives up."
+    )
+    top_k: int = Field(
+        5, ge=1, le=50, validation_alias=_env("CITEBOT_TOP_K"), description="Passages retrieved per question."
+    )
+    discord_token: SecretStr | None = Field(
+        None, validation_alias=_env("DISCORD_TOKEN"), description="The Discord bot token; never logged."
+    )
+    discord_api_base: str | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_DISCORD_API_BASE"),
+        description="Route Discord REST calls through this base URL (a proxy, or the tests' fake Discord).",
+    )
+    discord_gateway_url: str | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_DISCORD_GATEWAY_URL"),
+        description="Connect to this gateway websocket URL instead of Discord's.",
+    )
+    discord_guild_id: int | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_DISCORD_GUILD_ID"),
+        description="Sync slash commands to this guild at once instead of globally.",
+    )
+    discord_channels: str | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_DISCORD_CHANNELS"),
+        description="Comma-separated channel ids the bot answers in (default: all).",
+    )
+    discord_shard_count: int | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_DISCORD_SHARD_COUNT"),
+        description="Total shards across all processes (default: Discord's recommendation).",
+    )
+    discord_shard_ids: str | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_DISCORD_SHARD_IDS"),
+        description="Comma-separated shard ids this process runs (needs the shard count).",
+    )
+
+    @field_validator("chroma_host", "llm_model", "llm_base_url", "discord_channels", "discord_shard_ids")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def allowed_channel_ids(self) -> frozenset[int]:
+        return frozenset(_int_list(self.discord_channels, "CITEBOT_DISCORD_CHANNELS"))
+
+    @property
+    def shard_ids(self) -> list[int] | None:
+        return _int_list(self.discord_shard_ids, "CITEBOT_DISCORD_SHARD_IDS") or None
+
+
+def _int_list(raw: str | None, name: str) -> list[int]:
+    if not raw:
+        return []
+    try:
+        return [int(part) for part in raw.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated numbers, got {raw!r}") from None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's multi-line report into one line per the error contract."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {field}: {first['msg']}; fix it in the environment or .env") from None

@@ -1,0 +1,50 @@
+"""The one exception tree of citebot. Every message is one line that says what was wrong and what to do.
+
+CitebotError
+├── ConfigError          a setting is missing or malformed
+├── StoreError           the vector store cannot be opened or written (e.g. Chroma server unreachable)
+├── EmbeddingError       the embedding model cannot be loaded
+├── IngestError          a document cannot be loaded (the run goes on with the others; it counts as failed)
+│   └── SkippedFile      deliberately not indexed (does not fail the run)
+│       ├── UnsupportedFile  a file type citebot does not read
+│       └── EmptyFile        a file with no text
+└── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
+"""
+
+from __future__ import annotations
+
+
+class CitebotError(Exception):
+    """Base of every error citebot raises on purpose; `str(error)` is a one-line, user-facing message."""
+
+
+class ConfigError(CitebotError):
+    pass
+
+
+class StoreError(CitebotError):
+    pass
+
+
+class EmbeddingError(CitebotError):
+    pass
+
+
+class IngestError(CitebotError):
+    pass
+
+
+class SkippedFile(IngestError):
+    pass
+
+
+class UnsupportedFile(SkippedFile):
+    pass
+
+
+class EmptyFile(SkippedFile):
+    pass
+
+
+class AnswerError(CitebotError):
+    pass

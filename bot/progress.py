@@ -1,0 +1,52 @@
+"""Progress for long runs: a rich progress bar on a terminal, plain log lines otherwise (CI logs, pipes)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+ProgressCallback = Callable[[str, int, int], None]
+
+_STAGE_LABELS = {"scan": "Reading files", "embed": "Embedding documents"}
+# Without a terminal, print a line at most this often, so logs stay readable.
+_PLAIN_INTERVAL_SECONDS = 2.0
+
+
+@contextmanager
+def progress_reporter(enabled: bool = True) -> Iterator[ProgressCallback]:
+    if not enabled:
+        yield lambda stage, done, total: None
+    elif sys.stderr.isatty():
+        yield from _rich_progress()
+    else:
+        yield _plain_progress()
+
+
+def _rich_progress() -> Iterator[ProgressCallback]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(_STAGE_LABELS.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _plain_progress() -> ProgressCallback:
+    last = {"time": 0.0}
+
+    def update(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last["time"] >= _PLAIN_INTERVAL_SECONDS:
+            last["time"] = now
+            print(f"{_STAGE_LABELS.get(stage, stage)}: {done}/{total}", file=sys.stderr, flush=True)
+
+    return update

@@ -1,0 +1,329 @@
+"""The vector store: the only module that imports chromadb.
+
+Two collections live in one Chroma database, embedded under `CITEBOT_DATA_DIR` or on a Chroma server:
+- `<collection>`: one record per chunk, with its embedding and its offsets into the document text;
+- `<collection>__documents`: one record per document (keyed by content hash) with its sources, and a state
+  record whose generation changes on every write, so running engines notice new documents.
+
+A document record is written as *pending* before its chunks and flipped to *ready* after them; readers only use
+chunks of ready documents. That is what keeps an interrupted ingestion from ever exposing half a document, and
+what lets the next run find and remove the leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from bot.config import Settings
+from bot.embeddings import Embedder
+from bot.errors import StoreError
+from bot.types import Chunk, DocumentRecord
+
+log = logging.getLogger(__name__)
+
+# Chroma phones home unless told not to; set before chromadb is imported anywhere.
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+_STATE_ID = "__state__"
+# The documents collection needs vectors of some size; nobody searches it by similarity.
+_PLACEHOLDER_VECTOR = [1.0]
+
+
+def _chroma_embedding_function(embedder: Embedder) -> Any:
+    """Wrap our embedder so Chroma never falls back to its default model (which it would download)."""
+    from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+    from chromadb.utils.embedding_functions import known_embedding_functions, register_embedding_function
+
+    class CitebotEmbeddingFunction(EmbeddingFunction[Documents]):
+        def __init__(self, wrapped: Embedder | None = None) -> None:
+            self._embedder = wrapped
+
+        def __call__(self, input: Documents) -> Embeddings:
+            if self._embedder is None:
+                raise StoreError("this collection belongs to citebot: open it through citebot")
+            return list(self._embedder.embed_documents(list(input)))
+
+        @staticmethod
+        def name() -> str:
+            return "citebot"
+
+        def get_config(self) -> dict[str, Any]:
+            return {}
+
+        @staticmethod
+        def build_from_config(config: dict[str, Any]) -> CitebotEmbeddingFunction:
+            # Chroma rebuilds the function recorded on a collection when it opens it; ours is passed anyway.
+            return CitebotEmbeddingFunction()
+
+        def is_legacy(self) -> bool:
+            return False
+
+    if "citebot" not in known_embedding_functions:
+        register_embedding_function(CitebotEmbeddingFunction)
+    return CitebotEmbeddingFunction(embedder)
+
+
+class ChunkStore:
+    """Chunks and document records in Chroma. Opening is lazy: constructing a store touches nothing."""
+
+    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+        self._settings = settings
+        self._embedder = embedder
+        self._client: Any = None
+        self._chunks: Any = None
+        self._documents: Any = None
+        self._lock = threading.Lock()
+
+    # -- opening -------------------------------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        """Where the index lives, for messages (never includes the token)."""
+        if self._settings.chroma_host:
+            return f"Chroma server {self._settings.chroma_host}:{self._settings.chroma_port}"
+        return f"embedded Chroma in {self._settings.chroma_dir}"
+
+    def _open(self) -> None:
+        with self._lock:
+            if self._chunks is not None:
+                return
+            try:
+                import chromadb
+                from chromadb.config import Settings as ChromaSettings
+            except ImportError:
+                raise StoreError("chromadb is not installed; run `make setup`") from None
+            chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+            try:
+                if self._settings.chroma_host:
+                    headers = {}
+                    if self._settings.chroma_token is not None:
+                        headers["Authorization"] = f"Bearer {self._settings.chroma_token.get_secret_value()}"
+                    client = chromadb.HttpClient(
+                        host=self._settings.chroma_host,
+                        port=self._settings.chroma_port,
+                        headers=headers,
+                        settings=chroma_settings,
+                    )
+                else:
+                    self._settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+                    client = chromadb.PersistentClient(path=str(self._settings.chroma_dir), settings=chroma_settings)
+                function = _chroma_embedding_function(self._embedder)
+                name = self._settings.collection
+                chunks = client.get_or_create_collection(
+                    name, embedding_function=function, metadata={"hnsw:space": "cosine"}
+                )
+                documents = client.get_or_create_collection(f"{name}__documents", embedding_function=function)
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise StoreError(
+                    f"cannot open the index ({self.location}): {_one_line(exc)}; check CITEBOT_CHROMA_HOST/"
+                    "CITEBOT_CHROMA_PORT, or that the Chroma server is running"
+                ) from exc
+            self._client, self._chunks, self._documents = client, chunks, documents
+
+    def refresh(self) -> None:
+        """Reopen an embedded index so vectors written by another process become searchable.
+
+        An embedded Chroma keeps its vector index in memory per process: records written elsewhere show up in
+        `get`, not in `query`, until the client is reopened. A server needs no refresh.
+        """
+        if self._settings.chroma_host or self._client is None:
+            return
+        with self._lock:
+            client, self._client, self._chunks, self._documents = self._client, None, None, None
+            client.close()
+        self._open()
+
+    @property
+    def _chunk_collection(self) -> Any:
+        self._open()
+        return self._chunks
+
+    @property
+    def _document_collection(self) -> Any:
+        self._open()
+        return self._documents
+
+    def _call(self, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return action(*args, **kwargs)
+        except Exception as exc:
+            raise StoreError(f"cannot {what} ({self.location}): {_one_line(exc)}") from exc
+
+    # -- documents -----------------------------------------------------------------------------------------
+
+    def documents(self, include_pending: bool = False) -> dict[str, DocumentRecord]:
+        result = self._call(
+            "read documents", self._document_collection.get, where={"kind": "document"}, include=["metadatas"]
+        )
+        records = {}
+        for doc_id, metadata in zip(result["ids"], result["metadatas"] or [], strict=True):
+            record = DocumentRecord(
+                doc_id=doc_id,
+                sources=tuple(json.loads(str(metadata["sources"]))),
+                title=str(metadata["title"]),
+                chunks=int(metadata["chunks"]),
+                ingested_at=str(metadata["ingested_at"]),
+                ready=bool(metadata["ready"]),
+            )
+            if record.ready or include_pending:
+                records[doc_id] = record
+        return records
+
+    def put_documents(self, records: Sequence[DocumentRecord]) -> None:
+        """Insert or update document records, then bump the generation so readers reload."""
+        if not records:
+            return
+        self._call(
+            "write document records",
+            self._document_collection.upsert,
+            ids=[record.doc_id for record in records],
+            embeddings=[_PLACEHOLDER_VECTOR] * len(records),
+            metadatas=[
+                {
+                    "kind": "document",
+                    "sources": json.dumps(sorted(record.sources)),
+                    "title": record.title,
+                    "chunks": record.chunks,
+                    "ingested_at": record.ingested_at,
+                    "ready": record.ready,
+                }
+                for record in records
+            ],
+        )
+        self._bump_generation()
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        """Remove documents whole: hide them (not ready), drop their chunks, then drop their records."""
+        if not doc_ids:
+            return
+        existing = self.documents(include_pending=True)
+        hidden = [
+            DocumentRecord(r.doc_id, r.sources, r.title, r.chunks, r.ingested_at, ready=False)
+            for doc_id in doc_ids
+            if (r := existing.get(doc_id)) is not None
+        ]
+        self.put_documents(hidden)
+        self._call("delete chunks", self._chunk_collection.delete, where={"doc_id": {"$in": list(doc_ids)}})
+        self._call("delete document records", self._document_collection.delete, ids=list(doc_ids))
+        self._bump_generation()
+
+    def generation(self) -> str:
+        """Changes whenever documents are added, changed or removed (by any process)."""
+        result = self._call(
+            "read the index state", self._document_collection.get, ids=[_STATE_ID], include=["metadatas"]
+        )
+        metadatas = result["metadatas"] or []
+        return str(metadatas[0]["generation"]) if metadatas else ""
+
+    def _bump_generation(self) -> None:
+        self._call(
+            "write the index state",
+            self._document_collection.upsert,
+            ids=[_STATE_ID],
+            embeddings=[_PLACEHOLDER_VECTOR],
+            metadatas=[{"kind": "state", "generation": uuid.uuid4().hex}],
+        )
+
+    # -- chunks --------------------------------------------------------------------------------------------
+
+    def add_chunks(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        self._open()
+        batch = max(1, int(self._call("read the batch size", self._client.get_max_batch_size)))
+        for begin in range(0, len(chunks), batch):
+            part = chunks[begin : begin + batch]
+            self._call(
+                "write chunks",
+                self._chunk_collection.upsert,
+                ids=[chunk.id for chunk in part],
+                embeddings=vectors[begin : begin + batch],
+                documents=[chunk.text for chunk in part],
+                metadatas=[_chunk_metadata(chunk) for chunk in part],
+            )
+
+    def chunks_of(self, doc_ids: Iterable[str]) -> list[Chunk]:
+        ids = list(doc_ids)
+        if not ids:
+            return []
+        result = self._call(
+            "read chunks",
+            self._chunk_collection.get,
+            where={"doc_id": {"$in": ids}},
+            include=["documents", "metadatas"],
+        )
+        return [
+            _chunk_from(chunk_id, text, metadata)
+            for chunk_id, text, metadata in zip(
+                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True
+            )
+        ]
+
+    def delete_chunks_of(self, doc_ids: Sequence[str]) -> None:
+        if doc_ids:
+            self._call("delete chunks", self._chunk_collection.delete, where={"doc_id": {"$in": list(doc_ids)}})
+
+    def count_chunks(self) -> int:
+        return int(self._call("count chunks", self._chunk_collection.count))
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
+        """The k nearest chunks and their cosine similarity (1 - cosine distance)."""
+        if k <= 0:
+            return []
+        result = self._call(
+            "search",
+            self._chunk_collection.query,
+            query_embeddings=[vector],
+            n_results=k,
+            include=["documents", "metadatas", "distances"],
+        )
+        found = zip(
+            result["ids"][0],
+            result["documents"][0],
+            result["metadatas"][0],
+            result["distances"][0],
+            strict=True,
+        )
+        return [(_chunk_from(chunk_id, text, meta), 1.0 - float(dist)) for chunk_id, text, meta, dist in found]
+
+
+def _chunk_metadata(chunk: Chunk) -> dict[str, str | int]:
+    metadata: dict[str, str | int] = {
+        "doc_id": chunk.doc_id,
+        "title": chunk.title,
+        "start": chunk.start,
+        "end": chunk.end,
+        "heading": chunk.heading,
+        "position": chunk.position,
+    }
+    if chunk.page is not None:
+        metadata["page"] = chunk.page
+    return metadata
+
+
+def _chunk_from(chunk_id: str, text: str | None, metadata: Any) -> Chunk:
+    page = metadata.get("page")
+    return Chunk(
+        id=chunk_id,
+        doc_id=str(metadata["doc_id"]),
+        text=text or "",
+        title=str(metadata["title"]),
+        start=int(metadata["start"]),
+        end=int(metadata["end"]),
+        heading=str(metadata.get("heading", "")),
+        position=int(metadata.get("position", 0)),
+        page=int(page) if page is not None else None,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]

@@ -1,0 +1,194 @@
+"""Loaders: a path becomes a `Document` whose `text` is what citations quote from.
+
+For .txt and .md the text is the file decoded as UTF-8 (Latin-1 when that fails), unchanged, so a citation's
+offsets point into the file itself. For HTML it is the main text (scripts, navigation and markup dropped); for
+PDF it is the pages' text joined by blank lines, with each page's span kept so chunks know their page.
+Every failure raises `IngestError` (or `UnsupportedFile`) with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.errors import EmptyFile, IngestError, UnsupportedFile
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+HTML_SUFFIXES = {".html", ".htm"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded document: `sections` are (start, end, page) spans of `text` that chunks must not cross."""
+
+    text: str
+    source: str
+    title: str
+    pages: tuple[tuple[int, int, int], ...] = field(default=())
+
+
+def display_path(path: Path) -> str:
+    """The path as citations show it: relative to the working directory when it lies inside it."""
+    absolute = path.absolute()
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def walk(root: Path) -> Iterator[Path]:
+    """Files under `root` (or `root` itself), sorted, skipping hidden files and folders."""
+    if root.is_file():
+        yield root
+        return
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file():
+            yield path
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise IngestError(f"cannot read: {exc.strerror or exc}") from None
+    if size > MAX_FILE_BYTES:
+        raise IngestError(
+            f"too large ({size / 1e6:.0f} MB, the limit is {MAX_FILE_BYTES / 1e6:.0f} MB); split it into smaller files"
+        )
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise IngestError("permission denied; make the file readable (chmod +r) and run again") from None
+    except OSError as exc:
+        raise IngestError(f"cannot read: {exc.strerror or exc}") from None
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 (with or without a byte-order mark), else Latin-1, which decodes any byte sequence."""
+    if b"\x00" in data[:8192]:
+        raise IngestError("looks like a binary file (it contains NUL bytes); only text, HTML and PDF are read")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def load(path: Path) -> Document:
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        kind = suffix or "files without an extension"
+        raise UnsupportedFile(f"unsupported file type {kind}; citebot reads .txt, .md, .html and .pdf")
+    data = read_bytes(path)
+    if not data.strip():
+        raise EmptyFile("empty file; add text or remove it")
+    source = display_path(path)
+    if suffix in PDF_SUFFIXES:
+        return _load_pdf(data, source, path)
+    text = decode(data)
+    if suffix in HTML_SUFFIXES:
+        return _load_html(text, source, path)
+    if not text.strip():
+        raise EmptyFile("no text in the file; add text or remove it")
+    return Document(text=text, source=source, title=text_title(text, path, markdown=suffix != ".txt"))
+
+
+_FRONT_MATTER_TITLE = re.compile(r"\A---\s*\n(?:.*\n)*?title:\s*[\"']?(.+?)[\"']?\s*\n(?:.*\n)*?---\s*\n")
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def text_title(text: str, path: Path, markdown: bool = True) -> str:
+    """Front matter `title:`, else the first Markdown heading, else a short first line, else the file name."""
+    match = _FRONT_MATTER_TITLE.match(text)
+    if match:
+        return match.group(1).strip()
+    if markdown:
+        heading = _MARKDOWN_HEADING.search(text[:4000])
+        if heading:
+            return heading.group(1).strip()
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            # A headline has a few words and no closing punctuation; "Key Facts" is a section label, not a title.
+            if len(line) <= 120 and len(line.split()) >= 3 and not line.endswith((".", ",", ";", ":")):
+                return line
+            break
+    name = path.stem.replace("-", " ").replace("_", " ").strip()
+    return name[:1].upper() + name[1:] if name else path.name
+
+
+def _load_html(markup: str, source: str, path: Path) -> Document:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(markup, "html.parser")
+    for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template"]):
+        tag.decompose()
+    title_tag = soup.find("title")
+    heading = soup.find(["h1", "h2"])
+    root = soup.find("main") or soup.find("article") or soup.body or soup
+    blocks = []
+    for element in root.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "blockquote", "td"]):
+        if element.find(["p", "li", "pre", "blockquote", "td"]):
+            continue  # its text is taken from the inner blocks
+        words = " ".join(element.get_text(" ").split())
+        if not words:
+            continue
+        if element.name and element.name[0] == "h" and element.name[1:].isdigit():
+            words = "#" * int(element.name[1:]) + " " + words
+        blocks.append(words)
+    if not blocks:
+        blocks = [" ".join(root.get_text(" ").split())]
+    text = "\n\n".join(block for block in blocks if block)
+    if not text.strip():
+        raise IngestError("no readable text in this HTML page")
+    title = (
+        (" ".join(title_tag.get_text().split()) if title_tag and title_tag.get_text().strip() else "")
+        or (" ".join(heading.get_text().split()) if heading else "")
+        or text_title(text, path)
+    )
+    return Document(text=text, source=source, title=title)
+
+
+def _load_pdf(data: bytes, source: str, path: Path) -> Document:
+    import io
+    import logging
+
+    from pypdf import PdfReader
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # it warns about every odd object; we report once
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise IngestError("the PDF is encrypted; decrypt it first (e.g. qpdf --decrypt)")
+        page_texts = [(page.extract_text() or "").strip() for page in reader.pages]
+    except IngestError:
+        raise
+    except Exception as exc:  # pypdf raises many types for broken files
+        raise IngestError(f"corrupt or unreadable PDF ({type(exc).__name__}); re-export it and try again") from None
+    pieces: list[str] = []
+    pages: list[tuple[int, int, int]] = []
+    offset = 0
+    for number, page_text in enumerate(page_texts, start=1):
+        if not page_text:
+            continue
+        if pieces:
+            pieces.append("\n\n")
+            offset += 2
+        pieces.append(page_text)
+        pages.append((offset, offset + len(page_text), number))
+        offset += len(page_text)
+    text = "".join(pieces)
+    if not text.strip():
+        raise IngestError("the PDF has no extractable text (scanned images?); run OCR on it first")
+    try:
+        metadata_title = str(reader.metadata.title or "").strip() if reader.metadata else ""
+    except Exception:  # a malformed info dictionary only costs us the title
+        metadata_title = ""
+    return Document(text=text, source=source, title=metadata_title or text_title(text, path), pages=tuple(pages))

@@ -1,0 +1,184 @@
+"""One ingestion run: repair, scan (load), plan, then split, embed and write, with a report.
+
+Safety comes from the order of writes. Leftovers of an interrupted run (pending records) are removed first.
+New documents are written as pending records, then their chunks, then flipped to ready; only then are old
+versions re-pointed or removed. A run killed at any point leaves every previously ready document whole, and
+readers never see a half-written one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.embeddings import Embedder
+from bot.errors import IngestError, SkippedFile
+from bot.store import ChunkStore
+from bot.types import Chunk, DocumentRecord
+from ingest.indexer import Plan, Scanned, make_plan
+from ingest.loaders import Document, display_path, load, walk
+from ingest.splitter import Splitter, content_hash, embedding_text
+
+log = logging.getLogger(__name__)
+
+# Chunks embedded per model call: big enough to keep the model busy, small enough to bound memory.
+EMBED_BATCH_CHUNKS = 512
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class Problem:
+    source: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[Problem] = field(default_factory=list)
+    failed: list[Problem] = field(default_factory=list)
+    chunks_written: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+    plan: Plan | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.chunks_written / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "added": self.added,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "skipped": [{"source": p.source, "reason": p.reason} for p in self.skipped],
+            "failed": [{"source": p.source, "reason": p.reason} for p in self.failed],
+            "chunks_written": self.chunks_written,
+            "seconds": round(self.seconds, 2),
+        }
+        if self.dry_run and self.plan is not None:
+            data["dry_run"] = True
+            data["plan"] = {
+                "added": self.plan.added,
+                "changed": self.plan.changed,
+                "removed": self.plan.removed,
+            }
+        return data
+
+
+class IngestPipeline:
+    """Cheap to construct: the model loads on the first document that needs embedding."""
+
+    def __init__(self, store: ChunkStore, embedder: Embedder, progress: Progress | None = None) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._progress = progress or (lambda stage, done, total: None)
+
+    def run(self, roots: list[Path], dry_run: bool = False) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(dry_run=dry_run)
+        if not dry_run:
+            self.repair()
+        scanned, kept = self._scan(roots, report)
+        plan = make_plan(self._store.documents(), scanned, roots, kept)
+        report.added, report.changed = len(plan.added), len(plan.changed)
+        report.unchanged, report.removed = len(plan.unchanged), len(plan.removed)
+        if dry_run:
+            report.plan = plan
+            splitter = self._splitter() if plan.new_documents else None
+            report.chunks_written = sum(len(splitter.split(doc)) for doc in plan.new_documents.values() if splitter)
+        else:
+            report.chunks_written = self._write(plan)
+            self._store.put_documents(plan.updates)
+            self._store.delete_documents(plan.deletions)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def repair(self) -> int:
+        """Remove what an interrupted run left half-written; returns how many documents were cleaned."""
+        pending = [doc_id for doc_id, record in self._store.documents(include_pending=True).items() if not record.ready]
+        if pending:
+            log.info("removing %d half-written document(s) left by an interrupted run", len(pending))
+            self._store.delete_documents(pending)
+        return len(pending)
+
+    def _splitter(self) -> Splitter:
+        return Splitter(self._embedder.count_tokens, max_tokens=self._embedder.max_tokens)
+
+    def _scan(self, roots: list[Path], report: IngestReport) -> tuple[dict[str, Scanned], set[str]]:
+        paths = [path for root in roots for path in walk(root)]
+        scanned: dict[str, Scanned] = {}
+        kept: set[str] = set()
+        for done, path in enumerate(paths, start=1):
+            source = display_path(path)
+            try:
+                document = load(path)
+            except SkippedFile as exc:
+                report.skipped.append(Problem(source, str(exc)))
+            except IngestError as exc:
+                report.failed.append(Problem(source, str(exc)))
+                kept.add(source)
+            else:
+                scanned[source] = Scanned(document, content_hash(document.text))
+            self._progress("scan", done, len(paths))
+        return scanned, kept
+
+    def _write(self, plan: Plan) -> int:
+        if not plan.new_documents:
+            return 0  # nothing new: the model is never loaded, which keeps an unchanged re-run fast
+        splitter = self._splitter()
+        total = len(plan.new_documents)
+        written = 0
+        done = 0
+        for batch in _batches(plan.new_documents.items(), splitter):
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            records = [
+                DocumentRecord(doc_id, plan.new_sources[doc_id], document.title, len(chunks), now, ready=False)
+                for doc_id, document, chunks in batch
+            ]
+            chunks = [chunk for _, _, doc_chunks in batch for chunk in doc_chunks]
+            vectors = self._embedder.embed_documents([embedding_text(chunk) for chunk in chunks])
+            self._store.put_documents(records)
+            try:
+                self._store.add_chunks(chunks, vectors)
+            except BaseException:
+                # Ctrl-C or a store failure mid-batch: take the half-written batch out now rather than next run.
+                self._store.delete_documents([record.doc_id for record in records])
+                raise
+            self._store.put_documents([_ready(record) for record in records])
+            written += len(chunks)
+            done += len(batch)
+            self._progress("embed", done, total)
+        return written
+
+
+def _ready(record: DocumentRecord) -> DocumentRecord:
+    return DocumentRecord(record.doc_id, record.sources, record.title, record.chunks, record.ingested_at, True)
+
+
+def _batches(documents: Any, splitter: Splitter) -> Iterator[list[tuple[str, Document, list[Chunk]]]]:
+    batch: list[tuple[str, Document, list[Chunk]]] = []
+    size = 0
+    for doc_id, document in documents:
+        chunks = splitter.split(document)
+        batch.append((doc_id, document, chunks))
+        size += len(chunks)
+        if size >= EMBED_BATCH_CHUNKS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

@@ -1,0 +1,118 @@
+"""Shared fixtures: settings in a temporary data dir, the hashing embedder, and a real Chroma server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.embeddings import HashingEmbedder
+from bot.store import ChunkStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_CORPUS = ROOT / "corpus"
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", embedding_model="hashing", _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def embedder() -> HashingEmbedder:
+    return HashingEmbedder()
+
+
+@pytest.fixture
+def store(settings: Settings, embedder: HashingEmbedder) -> ChunkStore:
+    return ChunkStore(settings, embedder)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A copy of the seed corpus that a test may change."""
+    target = tmp_path / "corpus"
+    shutil.copytree(SEED_CORPUS, target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a `citebot` subprocess that uses the given settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CITEBOT_")}
+    env.pop("DISCORD_TOKEN", None)
+    env.update(
+        CITEBOT_DATA_DIR=str(settings.data_dir),
+        CITEBOT_EMBEDDING_MODEL=settings.embedding_model,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def citebot(*args: str, env: dict[str, str], cwd: Path, stdin: str | None = None, timeout: float = 120):
+    return subprocess.run(
+        [str(VENV_BIN / "citebot"), *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A real `chroma run` server on 127.0.0.1, started for this test session and stopped after it."""
+    path = tmp_path_factory.mktemp("chroma-server")
+    port = free_port()
+    log = open(path / "server.log", "wb")  # noqa: SIM115 (kept open for the server's whole life)
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "chroma"),
+            "run",
+            "--path",
+            str(path / "db"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError((path / "server.log").read_text()) from None
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError("chroma server did not start within 60 s")
+    yield "127.0.0.1", port
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
