@@ -10,12 +10,12 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bot.config import Settings, load_settings
 from bot.embeddings import Embedder, create_embedder
-from bot.errors import CitebotError, ConfigError
+from bot.errors import CitebotError, ConfigError, QuestionError
 from bot.store import ChunkStore
 
 log = logging.getLogger("citebot")
@@ -38,7 +38,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_arguments(ingest)
 
     commands.add_parser("sources", help="list the indexed documents")
+
+    ask = commands.add_parser("ask", help="answer a question (or one per line from stdin) with citations")
+    ask.add_argument("question", nargs="*", help="the question; without it, read one question per line from stdin")
+    ask.add_argument("--json", action="store_true", help="print the answer JSON of the design (one line each)")
+    ask.add_argument("-k", type=_positive_int, default=None, metavar="N", help="passages to retrieve (default 5)")
+
+    commands.add_parser("repl", help="ask questions interactively, with follow-ups")
+    commands.add_parser("run", help="start the Discord bot when DISCORD_TOKEN is set, else the REPL")
+
+    evaluate = commands.add_parser("eval", help="score the engine on a JSONL file of questions")
+    evaluate.add_argument("file", type=Path, metavar="FILE.jsonl")
+    evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    evaluate.add_argument("-k", type=_positive_int, default=None, metavar="N", help="passages to retrieve")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 50:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; use 1 to 50")
+    return value
 
 
 def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         return int(_COMMANDS[args.command](args, settings))
     except KeyboardInterrupt:
-        print("citebot: interrupted; the index is as it was before this run", file=sys.stderr)
+        print(
+            "citebot: interrupted; every file is still indexed, in its old or its new version (run again to finish)",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except (UsageError, ConfigError) as exc:
         print(f"citebot: {exc}", file=sys.stderr)
@@ -102,4 +128,74 @@ def run_sources(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-_COMMANDS = {"ingest": run_ingest, "sources": run_sources}
+def run_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.engine import Engine
+    from bot.render import render_answer
+
+    engine = Engine(settings)
+    if args.question:
+        questions: Iterable[str] = [" ".join(args.question)]
+    else:
+        if sys.stdin.isatty():
+            print("citebot: reading questions from the terminal, one per line (Ctrl-D to end)", file=sys.stderr)
+        questions = (line.rstrip("\n") for line in sys.stdin)
+    status = 0
+    for question in questions:
+        if not args.question and not question.strip():
+            continue
+        try:
+            answer = engine.ask(question, k=args.k)
+        except QuestionError as exc:
+            status = EXIT_FAILED
+            if args.json:
+                print(json.dumps({"question": question, "error": str(exc)}), flush=True)
+            else:
+                print(f"citebot: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+        else:
+            render_answer(answer)
+    return status
+
+
+def run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.engine import Engine
+    from bot.evaluation import load_cases, run_evaluation
+    from bot.render import render_evaluation
+
+    cases = load_cases(args.file)
+    report = run_evaluation(Engine(settings), cases, k=args.k)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        render_evaluation(report)
+    return 0
+
+
+def run_repl(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.repl import main as repl_main
+
+    return repl_main(settings)
+
+
+def run_default(args: argparse.Namespace, settings: Settings) -> int:
+    """`make run`: the Discord bot when a token is configured, else the local REPL; say which and why."""
+    if settings.discord_token is not None:
+        print("citebot: DISCORD_TOKEN is set, starting the Discord bot (Ctrl-C to stop)", file=sys.stderr)
+        return _COMMANDS["discord"](args, settings)
+    print(
+        "citebot: DISCORD_TOKEN is not set, starting the local REPL (set it in .env to run the Discord bot)",
+        file=sys.stderr,
+    )
+    return run_repl(args, settings)
+
+
+_COMMANDS = {
+    "ingest": run_ingest,
+    "sources": run_sources,
+    "ask": run_ask,
+    "eval": run_eval,
+    "repl": run_repl,
+    "run": run_default,
+}

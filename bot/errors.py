@@ -46,5 +46,9 @@ class EmptyFile(SkippedFile):
     pass
 
 
+class QuestionError(CitebotError):
+    pass
+
+
 class AnswerError(CitebotError):
     pass

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from bot.types import DocumentRecord
+from bot.types import Answer, DocumentRecord
 
 if TYPE_CHECKING:
+    from bot.evaluation import EvaluationReport
     from ingest.pipeline import IngestReport
 
 console = Console(highlight=False)
@@ -52,3 +53,34 @@ def render_sources(records: Sequence[DocumentRecord]) -> None:
     for record in records:
         table.add_row(record.title, ", ".join(record.sources), str(record.chunks), record.ingested_at)
     console.print(table)
+
+
+def render_answer(answer: Answer, target: Console | None = None) -> None:
+    """The answer, then one numbered source per citation: title, the quote, the file and position."""
+    out = target or console
+    style = "yellow" if answer.abstained else "bold"
+    out.print(answer.text, style=style, markup=False)
+    if answer.note:
+        out.print(f"note: {answer.note}", style="dim", markup=False)
+    for citation in answer.citations:
+        place = f"{citation.source}:{citation.start}-{citation.end}"
+        if citation.page is not None:
+            place += f" (page {citation.page})"
+        out.print(f"[{citation.n}] ", style="cyan", end="", markup=False)
+        out.print(citation.title, style="bold", markup=False)
+        out.print(f'    "{citation.quote}"', style="green", markup=False)
+        out.print(f"    {place}", style="dim", markup=False)
+
+
+def render_evaluation(report: EvaluationReport) -> None:
+    table = Table(title=f"citebot eval: {report.answerable} answerable, {report.unanswerable} unanswerable")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in report.metrics().items():
+        table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if report.misses:
+        console.print(f"{len(report.misses)} miss(es):")
+        for miss in report.misses:
+            console.print(f"  - [{miss.kind}] {miss.question}", markup=False)
+            console.print(f"      got: {miss.got}", style="dim", markup=False)

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -183,24 +183,32 @@ class ChunkStore:
         """Insert or update document records, then bump the generation so readers reload."""
         if not records:
             return
-        self._call(
-            "write document records",
-            self._document_collection.upsert,
-            ids=[record.doc_id for record in records],
-            embeddings=[_PLACEHOLDER_VECTOR] * len(records),
-            metadatas=[
-                {
-                    "kind": "document",
-                    "sources": json.dumps(sorted(record.sources)),
-                    "title": record.title,
-                    "chunks": record.chunks,
-                    "ingested_at": record.ingested_at,
-                    "ready": record.ready,
-                }
-                for record in records
-            ],
-        )
+        for part in self._batched(records):
+            self._call(
+                "write document records",
+                self._document_collection.upsert,
+                ids=[record.doc_id for record in part],
+                embeddings=[_PLACEHOLDER_VECTOR] * len(part),
+                metadatas=[
+                    {
+                        "kind": "document",
+                        "sources": json.dumps(sorted(record.sources)),
+                        "title": record.title,
+                        "chunks": record.chunks,
+                        "ingested_at": record.ingested_at,
+                        "ready": record.ready,
+                    }
+                    for record in part
+                ],
+            )
         self._bump_generation()
+
+    def _batched(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        """Chroma refuses writes larger than its maximum batch size (5,461 records embedded)."""
+        self._open()
+        size = max(1, int(self._call("read the batch size", self._client.get_max_batch_size)))
+        for begin in range(0, len(items), size):
+            yield items[begin : begin + size]
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         """Remove documents whole: hide them (not ready), drop their chunks, then drop their records."""
@@ -213,8 +221,9 @@ class ChunkStore:
             if (r := existing.get(doc_id)) is not None
         ]
         self.put_documents(hidden)
-        self._call("delete chunks", self._chunk_collection.delete, where={"doc_id": {"$in": list(doc_ids)}})
-        self._call("delete document records", self._document_collection.delete, ids=list(doc_ids))
+        for part in self._batched(list(doc_ids)):
+            self._call("delete chunks", self._chunk_collection.delete, where={"doc_id": {"$in": list(part)}})
+            self._call("delete document records", self._document_collection.delete, ids=list(part))
         self._bump_generation()
 
     def generation(self) -> str:
@@ -237,18 +246,17 @@ class ChunkStore:
     # -- chunks --------------------------------------------------------------------------------------------
 
     def add_chunks(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        self._open()
-        batch = max(1, int(self._call("read the batch size", self._client.get_max_batch_size)))
-        for begin in range(0, len(chunks), batch):
-            part = chunks[begin : begin + batch]
+        begin = 0
+        for part in self._batched(chunks):
             self._call(
                 "write chunks",
                 self._chunk_collection.upsert,
                 ids=[chunk.id for chunk in part],
-                embeddings=vectors[begin : begin + batch],
+                embeddings=vectors[begin : begin + len(part)],
                 documents=[chunk.text for chunk in part],
                 metadatas=[_chunk_metadata(chunk) for chunk in part],
             )
+            begin += len(part)
 
     def chunks_of(self, doc_ids: Iterable[str]) -> list[Chunk]:
         ids = list(doc_ids)
@@ -293,6 +301,15 @@ class ChunkStore:
             strict=True,
         )
         return [(_chunk_from(chunk_id, text, meta), 1.0 - float(dist)) for chunk_id, text, meta, dist in found]
+
+    def similarities(self, vector: np.ndarray, chunk_ids: Sequence[str]) -> dict[str, float]:
+        """Cosine similarity of `vector` to the given chunks (for passages found by keyword search only)."""
+        result = self._call("read embeddings", self._chunk_collection.get, ids=list(chunk_ids), include=["embeddings"])
+        embeddings = np.asarray(result["embeddings"], dtype=np.float32)
+        if embeddings.size == 0:
+            return {}
+        scores = embeddings @ np.asarray(vector, dtype=np.float32)
+        return {chunk_id: float(score) for chunk_id, score in zip(result["ids"], scores, strict=True)}
 
 
 def _chunk_metadata(chunk: Chunk) -> dict[str, str | int]:

@@ -24,6 +24,12 @@ class Chunk:
     page: int | None = None
 
 
+def embedding_text(chunk: Chunk) -> str:
+    """What the model and the keyword index see: the chunk with its title and heading for context."""
+    context = " > ".join(part for part in (chunk.title, chunk.heading) if part)
+    return f"{context}\n{chunk.text}" if context else chunk.text
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentRecord:
     """One indexed document, keyed by the hash of its text; the same text under two paths is one record."""

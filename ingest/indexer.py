@@ -7,6 +7,7 @@ indexed and what was scanned, so `--dry-run` shows exactly what a real run would
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +38,9 @@ class Plan:
 
 def in_scope(source: str, roots: Iterable[Path]) -> bool:
     """Whether `source` lies under one of the ingested paths (so its absence means it was deleted)."""
-    path = Path(source).absolute()
+    path = Path(os.path.abspath(source))
     for root in roots:
-        root = root.absolute()
+        root = Path(os.path.abspath(root))
         if path == root or root in path.parents:
             return True
     return False

@@ -8,6 +8,7 @@ Every failure raises `IngestError` (or `UnsupportedFile`) with a one-line reason
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class Document:
 
 def display_path(path: Path) -> str:
     """The path as citations show it: relative to the working directory when it lies inside it."""
-    absolute = path.absolute()
+    absolute = Path(os.path.abspath(path))  # abspath also folds "..", so one file has one name
     try:
         return absolute.relative_to(Path.cwd()).as_posix()
     except ValueError:
@@ -100,15 +101,17 @@ def load(path: Path) -> Document:
     return Document(text=text, source=source, title=text_title(text, path, markdown=suffix != ".txt"))
 
 
-_FRONT_MATTER_TITLE = re.compile(r"\A---\s*\n(?:.*\n)*?title:\s*[\"']?(.+?)[\"']?\s*\n(?:.*\n)*?---\s*\n")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.DOTALL)
+_TITLE_LINE = re.compile(r"^title:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def text_title(text: str, path: Path, markdown: bool = True) -> str:
     """Front matter `title:`, else the first Markdown heading, else a short first line, else the file name."""
-    match = _FRONT_MATTER_TITLE.match(text)
-    if match:
-        return match.group(1).strip()
+    front_matter = _FRONT_MATTER.match(text)
+    title = _TITLE_LINE.search(front_matter.group(1)) if front_matter else None
+    if title:
+        return title.group(1).strip()
     if markdown:
         heading = _MARKDOWN_HEADING.search(text[:4000])
         if heading:

@@ -94,7 +94,8 @@ class IngestPipeline:
         if not dry_run:
             self.repair()
         scanned, kept = self._scan(roots, report)
-        plan = make_plan(self._store.documents(), scanned, roots, kept)
+        existing = self._store.documents()
+        plan = make_plan(existing, scanned, roots, kept)
         report.added, report.changed = len(plan.added), len(plan.changed)
         report.unchanged, report.removed = len(plan.unchanged), len(plan.removed)
         if dry_run:
@@ -102,9 +103,13 @@ class IngestPipeline:
             splitter = self._splitter() if plan.new_documents else None
             report.chunks_written = sum(len(splitter.split(doc)) for doc in plan.new_documents.values() if splitter)
         else:
-            report.chunks_written = self._write(plan)
-            self._store.put_documents(plan.updates)
-            self._store.delete_documents(plan.deletions)
+            current = {doc_id: set(record.sources) for doc_id, record in existing.items()}
+            report.chunks_written = self._write(plan, existing, current)
+            # What no new document took over: files removed, and copies re-pointed.
+            self._store.put_documents(
+                [r for r in plan.updates if r.doc_id in current and set(r.sources) != current[r.doc_id]]
+            )
+            self._store.delete_documents([doc_id for doc_id in plan.deletions if doc_id in current])
         report.seconds = time.perf_counter() - started
         return report
 
@@ -137,7 +142,8 @@ class IngestPipeline:
             self._progress("scan", done, len(paths))
         return scanned, kept
 
-    def _write(self, plan: Plan) -> int:
+    def _write(self, plan: Plan, existing: dict[str, DocumentRecord], current: dict[str, set[str]]) -> int:
+        """Write the new documents batch by batch; `current` tracks the old records' sources as they hand over."""
         if not plan.new_documents:
             return 0  # nothing new: the model is never loaded, which keeps an unchanged re-run fast
         splitter = self._splitter()
@@ -159,11 +165,35 @@ class IngestPipeline:
                 # Ctrl-C or a store failure mid-batch: take the half-written batch out now rather than next run.
                 self._store.delete_documents([record.doc_id for record in records])
                 raise
-            self._store.put_documents([_ready(record) for record in records])
+            # The new versions appear in the same write that takes the sources off the old ones, so whenever the
+            # run stops, every file is indexed exactly once.
+            handover = _handover(existing, current, {source for record in records for source in record.sources})
+            self._store.put_documents([_ready(record) for record in records] + handover)
+            self._store.delete_documents([record.doc_id for record in handover if not record.ready])
             written += len(chunks)
             done += len(batch)
             self._progress("embed", done, total)
         return written
+
+
+def _handover(
+    existing: dict[str, DocumentRecord], current: dict[str, set[str]], taken: set[str]
+) -> list[DocumentRecord]:
+    """Old records that lose the `taken` sources: re-pointed, or hidden (not ready) when left with none."""
+    changed = []
+    for doc_id, sources in list(current.items()):
+        if not sources & taken:
+            continue
+        remaining = sources - taken
+        old = existing[doc_id]
+        changed.append(
+            DocumentRecord(doc_id, tuple(sorted(remaining)), old.title, old.chunks, old.ingested_at, bool(remaining))
+        )
+        if remaining:
+            current[doc_id] = remaining
+        else:
+            del current[doc_id]
+    return changed
 
 
 def _ready(record: DocumentRecord) -> DocumentRecord:

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.text import Section, sections, sentence_spans
-from bot.types import Chunk
+from bot.types import Chunk, embedding_text
 from ingest.loaders import Document
+
+__all__ = ["Splitter", "content_hash", "embedding_text"]
 
 TokenCounter = Callable[[list[str]], list[int]]
 
@@ -23,12 +25,6 @@ _HEADER_BUDGET = 40
 
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def embedding_text(chunk: Chunk) -> str:
-    """What the model and the keyword index see: the chunk with its title and heading for context."""
-    context = " > ".join(part for part in (chunk.title, chunk.heading) if part)
-    return f"{context}\n{chunk.text}" if context else chunk.text
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,184 @@
+"""SQuAD benchmarks: retrieval recall and answer coverage (v1.1), abstention (v2.0 half).
+
+Each article becomes one document (its paragraphs separated by blank lines) in a fresh index built with the real
+model. Only the development split (articles with an even index) is used for tuning; `--split held-out` reports
+on the odd articles, which no threshold or weight was ever chosen on.
+
+    python -m bench squad            # v1.1 retrieval + answers and v2.0 abstention, development split
+    python -m bench.squad --split held-out --limit 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Settings
+from bot.engine import Engine
+from bot.keyword import terms
+from ingest.pipeline import IngestPipeline
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "squad"
+RECALL_AT = (1, 5, 20)
+
+
+@dataclass(frozen=True)
+class SquadQuestion:
+    question: str
+    source: str
+    span: tuple[int, int]  # the gold paragraph's offsets in the article text
+    answers: tuple[str, ...]
+    impossible: bool
+
+
+def write_articles(dataset: Path, split: str, folder: Path) -> list[SquadQuestion]:
+    """Write the split's articles as .txt files; return its questions with their gold paragraph spans."""
+    articles = json.loads(dataset.read_text(encoding="utf-8"))["data"]
+    parity = 0 if split == "dev" else 1
+    questions = []
+    for index, article in enumerate(articles):
+        if index % 2 != parity:
+            continue
+        name = f"{index:02d}-{article['title']}.txt"
+        offset = 0
+        pieces = []
+        for paragraph in article["paragraphs"]:
+            context = paragraph["context"].strip()
+            span = (offset, offset + len(context))
+            pieces.append(context)
+            offset += len(context) + 2
+            for qa in paragraph["qas"]:
+                questions.append(
+                    SquadQuestion(
+                        question=qa["question"],
+                        source=name,
+                        span=span,
+                        answers=tuple(answer["text"] for answer in qa["answers"]),
+                        impossible=bool(qa.get("is_impossible", False)),
+                    )
+                )
+        (folder / name).write_text("\n\n".join(pieces), encoding="utf-8")
+    return questions
+
+
+def build_engine(dataset: Path, split: str, workdir: Path) -> tuple[Engine, list[SquadQuestion], float]:
+    corpus = workdir / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    questions = write_articles(dataset, split, corpus)
+    settings = Settings(data_dir=workdir / "data", _env_file=None)  # type: ignore[call-arg]
+    engine = Engine(settings)
+    started = time.perf_counter()
+    IngestPipeline(engine.store, engine.embedder).run([corpus])
+    engine.warm_up()
+    return engine, questions, time.perf_counter() - started
+
+
+def _overlaps(start: int, end: int, span: tuple[int, int]) -> bool:
+    return start < span[1] and span[0] < end
+
+
+def evaluate_v1(engine: Engine, questions: list[SquadQuestion]) -> dict[str, float]:
+    """Recall@k of the gold paragraph for fused, dense-only and BM25-only rankings; answer coverage and length."""
+    searcher = engine.searcher
+    snapshot = searcher.snapshot()
+    found = {name: {k: 0 for k in RECALL_AT} for name in ("hybrid", "dense", "bm25")}
+    covered = 0
+    quoted: list[int] = []
+    latencies: list[float] = []
+    deepest = max(RECALL_AT)
+    for item in questions:
+        vector = engine.embedder.embed_query(item.question)
+        rankings = {
+            "hybrid": [hit.chunk for hit in searcher.search(item.question, deepest, query_vector=vector)],
+            "dense": [chunk for chunk, _ in engine.store.search(vector, deepest)],
+            "bm25": [snapshot.chunks[i] for i, _ in snapshot.keyword.search(terms(item.question), deepest)],
+        }
+        for name, chunks in rankings.items():
+            ranks = [
+                rank
+                for rank, chunk in enumerate(chunks, start=1)
+                if chunk.title and _matches(chunk, item, snapshot.documents)
+            ]
+            for k in RECALL_AT:
+                found[name][k] += bool(ranks and ranks[0] <= k)
+        answer = engine.ask(item.question)
+        latencies.append(answer.timings_ms["total"])
+        quotes = " ".join(citation.quote for citation in answer.citations) if not answer.abstained else ""
+        covered += any(expected in quotes for expected in item.answers)
+        quoted.append(len(quotes))
+    total = len(questions)
+    result = {f"{name} recall@{k}": hits / total for name, by_k in found.items() for k, hits in by_k.items()}
+    result["answer coverage"] = covered / total
+    result["mean quoted chars"] = statistics.fmean(quoted)
+    result["answer p50 ms"] = statistics.median(latencies)
+    return result
+
+
+def _matches(chunk: object, item: SquadQuestion, documents: dict[str, object]) -> bool:
+    from bot.types import Chunk, DocumentRecord
+
+    assert isinstance(chunk, Chunk)
+    record = documents[chunk.doc_id]
+    assert isinstance(record, DocumentRecord)
+    return any(Path(source).name == item.source for source in record.sources) and _overlaps(
+        chunk.start, chunk.end, item.span
+    )
+
+
+def evaluate_v2(engine: Engine, questions: list[SquadQuestion]) -> dict[str, float]:
+    """Share of unanswerable questions abstained on, and of answerable ones answered."""
+    abstained = answered = impossible = possible = 0
+    for item in questions:
+        answer = engine.ask(item.question)
+        if item.impossible:
+            impossible += 1
+            abstained += answer.abstained
+        else:
+            possible += 1
+            answered += not answer.abstained
+    return {
+        "unanswerable abstained": abstained / max(1, impossible),
+        "answerable answered": answered / max(1, possible),
+        "unanswerable questions": impossible,
+        "answerable questions": possible,
+    }
+
+
+def _sample(questions: list[SquadQuestion], limit: int | None) -> list[SquadQuestion]:
+    if not limit or limit >= len(questions):
+        return questions
+    step = len(questions) / limit
+    return [questions[int(i * step)] for i in range(limit)]
+
+
+def run(split: str = "dev", limit: int | None = None, workdir: Path | None = None) -> None:
+    with tempfile.TemporaryDirectory(prefix="citebot-squad-") as scratch:
+        base = workdir or Path(scratch)
+        engine, questions, seconds = build_engine(DATA / "dev-v1.1.json", split, base / "v1")
+        sample = _sample(questions, limit)
+        print(f"SQuAD v1.1 {split} split: {len(questions)} questions ({len(sample)} asked), indexed in {seconds:.0f} s")
+        for name, value in evaluate_v1(engine, sample).items():
+            print(f"  {name:24s} {value:.3f}")
+        engine, questions, seconds = build_engine(DATA / "dev-v2.0-half.json", split, base / "v2")
+        sample = _sample(questions, limit)
+        print(f"SQuAD v2.0 half, {split} split: {len(sample)} questions asked")
+        for name, value in evaluate_v2(engine, sample).items():
+            print(f"  {name:24s} {value:.3f}" if isinstance(value, float) else f"  {name:24s} {value}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.squad")
+    parser.add_argument("--split", choices=["dev", "held-out"], default="dev")
+    parser.add_argument("--limit", type=int, default=None, help="ask an evenly spaced sample of this many questions")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the indexes here (default: a temp dir)")
+    args = parser.parse_args()
+    run(args.split, args.limit, args.workdir)
+
+
+if __name__ == "__main__":
+    main()

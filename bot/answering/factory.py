@@ -1,0 +1,16 @@
+"""Picks the answerer the settings ask for; the LLM answerer always keeps the extractive one as its fallback."""
+
+from __future__ import annotations
+
+from bot.answering import Answerer
+from bot.answering.extractive import ExtractiveAnswerer
+from bot.config import LLMProvider, Settings
+
+
+def create_answerer(settings: Settings) -> Answerer:
+    extractive = ExtractiveAnswerer()
+    if settings.llm is LLMProvider.NONE:
+        return extractive
+    from bot.answering.llm import LLMAnswerer, create_chat_model
+
+    return LLMAnswerer(create_chat_model(settings), fallback=extractive, timeout=settings.llm_timeout)

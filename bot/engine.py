@@ -1,0 +1,111 @@
+"""The engine: one LangChain (LCEL) retrieval chain that turns a question, with the conversation so far, into an
+`Answer`. Every adapter (CLI, REPL, Discord) asks through it and never reaches past it.
+
+    prepare (fold a follow-up into its context) -> retrieve (hybrid) -> answer (extractive | LLM) -> Answer
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from bot.answering import Answerer, Question
+from bot.config import Settings
+from bot.embeddings import Embedder, create_embedder
+from bot.errors import QuestionError
+from bot.keyword import terms, words
+from bot.retrieval import HybridRetriever, HybridSearcher
+from bot.store import ChunkStore
+from bot.types import Answer, DocumentRecord, ScoredChunk, Turn
+
+MAX_QUESTION_CHARS = 1000
+
+# "and who leads the U.S. side?", "what about Japan?", "why does he matter?": these lean on the previous turn.
+_FOLLOW_UP_OPENING = re.compile(r"^\s*(and|but|or|also|so|then|what about|how about|same for)\b", re.IGNORECASE)
+_REFERRING_WORDS = frozenset("he she they it him her them his hers their its this that these those there".split())
+
+
+def prepare_question(text: str, history: Sequence[Turn] = ()) -> Question:
+    """Clean the question; for an elliptical follow-up, search with the previous question folded in."""
+    question = " ".join(text.split())
+    if not question:
+        raise QuestionError("the question is empty; ask something about the corpus")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionError(f"the question is {len(question)} characters long; keep it under {MAX_QUESTION_CHARS}")
+    own_terms = terms(question)
+    previous = history[-1].question if history else ""
+    follow_up = bool(previous) and (
+        bool(_FOLLOW_UP_OPENING.match(question))
+        or len(own_terms) <= 1
+        or any(word in _REFERRING_WORDS for word in words(question))
+    )
+    if not follow_up:
+        return Question(question, question, tuple(own_terms), history=tuple(history))
+    context_terms = tuple(term for term in terms(previous) if term not in own_terms)
+    return Question(question, f"{previous} {question}", tuple(own_terms), context_terms, tuple(history))
+
+
+class Engine:
+    """Cheap to construct: the model and the index open on first use (or on `warm_up`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        store: ChunkStore | None = None,
+        answerer: Answerer | None = None,
+    ) -> None:
+        from bot.answering.factory import create_answerer
+
+        self.settings = settings
+        self.embedder = embedder or create_embedder(settings.embedding_model, settings.embedding_device)
+        self.store = store or ChunkStore(settings, self.embedder)
+        self.searcher = HybridSearcher(self.store, self.embedder)
+        self.answerer = answerer or create_answerer(settings)
+        self._chain = self._build_chain()
+
+    def _build_chain(self) -> Runnable[dict[str, Any], Answer]:
+        return (
+            RunnableLambda(self._prepare).with_config(run_name="prepare")
+            | RunnableLambda(self._retrieve).with_config(run_name="retrieve")
+            | RunnableLambda(self._answer).with_config(run_name="answer")
+        )
+
+    def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None) -> Answer:
+        """Answer one question; `history` holds the earlier turns of the conversation, oldest first."""
+        return self._chain.invoke({"question": question, "history": tuple(history), "k": k or self.settings.top_k})
+
+    def warm_up(self) -> None:
+        """Load the model and the keyword index now, so the first question is as fast as the others."""
+        self.embedder.embed_query("warm up")
+        self.searcher.snapshot()
+
+    def documents(self) -> list[DocumentRecord]:
+        return sorted(self.searcher.snapshot().documents.values(), key=lambda record: record.source)
+
+    def _prepare(self, state: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        return {**state, "started": started, "prepared": prepare_question(state["question"], state["history"])}
+
+    def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
+        question: Question = state["prepared"]
+        retriever = HybridRetriever(searcher=self.searcher, k=state["k"])
+        hits: list[ScoredChunk] = [document.metadata["hit"] for document in retriever.invoke(question.search_text)]
+        return {**state, "hits": hits, "retrieved": time.perf_counter()}
+
+    def _answer(self, state: dict[str, Any]) -> Answer:
+        hits: list[ScoredChunk] = state["hits"]
+        answer = self.answerer.answer(state["prepared"], hits, self.searcher.snapshot().keyword)
+        done = time.perf_counter()
+        timings = {
+            "retrieve": (state["retrieved"] - state["started"]) * 1000,
+            "answer": (done - state["retrieved"]) * 1000,
+            "total": (done - state["started"]) * 1000,
+        }
+        return replace(answer, question=state["question"], timings_ms=timings, retrieved=tuple(hits))

@@ -1,0 +1,214 @@
+"""`citebot repl`: ask questions in a loop, with follow-ups, line editing and history. An adapter: it only reads
+lines, calls the engine and renders.
+
+In a terminal it reads with prompt_toolkit (history in `<data_dir>/repl_history`, suggestions from it);
+when stdin or stdout is not a terminal it reads plain lines, so `citebot repl < questions.txt` works.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from bot.config import Settings
+from bot.errors import CitebotError
+from bot.types import Turn
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+log = logging.getLogger("citebot.repl")
+
+PROMPT = "citebot> "
+HISTORY_FILE = "repl_history"
+MIN_K, MAX_K = 1, 50
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+HELP = f"""Type a question and press Enter; follow-ups use the conversation so far.
+  :help      show this help
+  :sources   list the indexed documents
+  :k N       passages per question, {MIN_K} to {MAX_K} (`:k` alone shows the current one)
+  :json      toggle printing the answer JSON instead of the rendered answer
+  :clear     forget the conversation and start fresh
+  :quit      leave (or Ctrl-D); Ctrl-C cancels the current line or answer"""
+
+LineReader = Callable[[], str]  # returns one line; raises EOFError at the end, KeyboardInterrupt on Ctrl-C
+
+
+class Repl:
+    """The loop and its state: the conversation, k and the output mode."""
+
+    def __init__(self, engine: Engine, out: Console, err: Console) -> None:
+        self.engine = engine
+        self.out = out
+        self.err = err
+        self.history: list[Turn] = []
+        self.k: int = engine.settings.top_k
+        self.json_mode = False
+
+    def run(self, read_line: LineReader) -> int:
+        while True:
+            try:
+                line = read_line()
+            except KeyboardInterrupt:
+                continue  # Ctrl-C at the prompt drops the line; a fresh prompt follows
+            except EOFError:
+                return EXIT_OK
+            try:
+                if not self.handle(line):
+                    return EXIT_OK
+            except KeyboardInterrupt:
+                lead = "\n" if self.err.is_terminal else ""  # after the terminal's "^C"
+                self.err.print(f"{lead}Cancelled; ask again, or :quit to leave.", style="yellow", soft_wrap=True)
+            except CitebotError as exc:  # QuestionError (empty, too long) and the rest: one line, then go on
+                self.error(str(exc))
+            except Exception as exc:  # a bug or a library failure: one line here, the traceback with `citebot -v`
+                log.debug("the REPL line %r failed", line, exc_info=True)
+                self.error(one_line(exc))
+
+    def handle(self, line: str) -> bool:
+        """Run one line; False means leave."""
+        text = line.strip()
+        if not text:
+            return True
+        if text.startswith(":"):
+            return self.command(text)
+        self.ask(text)
+        return True
+
+    def ask(self, question: str) -> None:
+        from bot.render import render_answer
+
+        answer = self.engine.ask(question, self.history, k=self.k)
+        self.history.append(Turn(question, answer.text))
+        if self.json_mode:
+            self.out.out(json.dumps(answer.to_json(), ensure_ascii=False), highlight=False)
+        else:
+            render_answer(answer, target=self.out)
+
+    def command(self, text: str) -> bool:
+        name, _, argument = text.partition(" ")
+        argument = argument.strip()
+        if name == ":quit":
+            return False
+        if name == ":help":
+            self.out.print(HELP, markup=False, highlight=False)
+        elif name == ":sources":
+            from bot.render import render_sources
+
+            render_sources(self.engine.documents())
+        elif name == ":k":
+            self.set_k(argument)
+        elif name == ":json":
+            self.json_mode = not self.json_mode
+            mode = "on: answers print as JSON" if self.json_mode else "off: answers print as text"
+            self.info(f"JSON output {mode}.")
+        elif name == ":clear":
+            self.history.clear()
+            self.info("Conversation cleared; the next question starts fresh.")
+        else:
+            self.error(f"unknown command {name}; type :help for the list")
+        return True
+
+    def set_k(self, argument: str) -> None:
+        if not argument:
+            self.info(f"Passages per question: {self.k} (change with :k N, {MIN_K} to {MAX_K}).")
+            return
+        try:
+            value = int(argument)
+        except ValueError:
+            value = 0
+        if not MIN_K <= value <= MAX_K:
+            self.error(f":k needs a whole number from {MIN_K} to {MAX_K}, got {argument!r}")
+            return
+        self.k = value
+        self.info(f"Passages per question: {value}.")
+
+    def info(self, message: str) -> None:
+        self.out.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+    def error(self, message: str) -> None:
+        self.err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+
+
+def one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"unexpected {type(exc).__name__}: {lines[0] if lines else 'no details'} (run `citebot -v repl` to see more)"
+
+
+def banner(document_count: int) -> str:
+    head = "citebot REPL: answers from the indexed corpus, with cited, verbatim passages."
+    if document_count == 0:
+        return f"{head}\nThe index is empty: run `citebot ingest` first to add documents. Type :help for commands."
+    return f"{head}\n{document_count} document(s) indexed. Type a question, or :help for commands (Ctrl-D to quit)."
+
+
+def terminal_reader(history_path: Path) -> LineReader:
+    """prompt_toolkit: line editing, history kept in `history_path`, suggestions from that history."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+    from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+
+    history: History
+    try:
+        history_path.parent.mkdir(parents=True, exist_ok=True)
+        history_path.touch(exist_ok=True)
+        history = FileHistory(str(history_path))
+    except OSError as exc:
+        print(
+            f"citebot: cannot keep the REPL history in {history_path} ({exc}); it lasts this session", file=sys.stderr
+        )
+        history = InMemoryHistory()
+    session: PromptSession[str] = PromptSession(history=history, auto_suggest=AutoSuggestFromHistory())
+
+    def read_line() -> str:
+        return session.prompt(PROMPT)
+
+    return read_line
+
+
+def plain_reader() -> str:
+    """No prompt, no editing: for piped input."""
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+def main(settings: Settings) -> int:
+    from bot.engine import Engine  # heavy (LangChain, Chroma): imported when the REPL starts
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        engine = Engine(settings)
+        err.print("Loading the model...", style="dim", markup=False)
+        engine.warm_up()
+        documents = engine.documents()
+    except KeyboardInterrupt:
+        err.print("citebot: interrupted while loading", markup=False)
+        return EXIT_INTERRUPTED
+    except CitebotError as exc:
+        err.print(f"citebot: {exc}", markup=False, soft_wrap=True)
+        return EXIT_FAILED
+    except Exception as exc:
+        log.debug("the REPL could not start", exc_info=True)
+        err.print(f"citebot: {one_line(exc)}", markup=False, soft_wrap=True)
+        return EXIT_FAILED
+    # Piped: the banner goes to stderr, so stdout holds only answers.
+    (out if interactive else err).print(banner(len(documents)), markup=False, soft_wrap=True)
+    read_line = terminal_reader(settings.data_dir / HISTORY_FILE) if interactive else plain_reader
+    return Repl(engine, out, err).run(read_line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from bot.config import load_settings
+
+    sys.exit(main(load_settings()))
