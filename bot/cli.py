@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("-k", type=_positive_int, default=None, metavar="N", help="passages to retrieve (default 5)")
 
     commands.add_parser("repl", help="ask questions interactively, with follow-ups")
+    commands.add_parser("discord", help="run the Discord bot (needs DISCORD_TOKEN)")
+    feedback = commands.add_parser("feedback", help="work with the 👍/👎 feedback collected in Discord")
+    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
+    export = feedback_commands.add_parser("export", help="write the feedback as `citebot eval` JSONL lines")
+    export.add_argument("--votes", choices=["down", "up", "all"], default="down", help="which votes (default: down)")
+    export.add_argument("-o", "--output", type=Path, default=None, help="write here instead of standard output")
     commands.add_parser("run", help="start the Discord bot when DISCORD_TOKEN is set, else the REPL")
 
     evaluate = commands.add_parser("eval", help="score the engine on a JSONL file of questions")
@@ -179,11 +185,26 @@ def run_repl(args: argparse.Namespace, settings: Settings) -> int:
     return repl_main(settings)
 
 
+def run_discord(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.discord_app import main as discord_main
+
+    return discord_main(settings)
+
+
+def run_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.feedback import export_command
+
+    if args.output is None:
+        return export_command(settings, sys.stdout, args.votes)
+    with args.output.open("w", encoding="utf-8") as output:
+        return export_command(settings, output, args.votes)
+
+
 def run_default(args: argparse.Namespace, settings: Settings) -> int:
     """`make run`: the Discord bot when a token is configured, else the local REPL; say which and why."""
     if settings.discord_token is not None:
         print("citebot: DISCORD_TOKEN is set, starting the Discord bot (Ctrl-C to stop)", file=sys.stderr)
-        return _COMMANDS["discord"](args, settings)
+        return run_discord(args, settings)
     print(
         "citebot: DISCORD_TOKEN is not set, starting the local REPL (set it in .env to run the Discord bot)",
         file=sys.stderr,
@@ -197,5 +218,7 @@ _COMMANDS = {
     "ask": run_ask,
     "eval": run_eval,
     "repl": run_repl,
+    "discord": run_discord,
+    "feedback": run_feedback,
     "run": run_default,
 }

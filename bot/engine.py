@@ -67,7 +67,7 @@ class Engine:
         self.embedder = embedder or create_embedder(settings.embedding_model, settings.embedding_device)
         self.store = store or ChunkStore(settings, self.embedder)
         self.searcher = HybridSearcher(self.store, self.embedder)
-        self.answerer = answerer or create_answerer(settings)
+        self.answerer = answerer or create_answerer(settings, self.embedder)
         self._chain = self._build_chain()
 
     def _build_chain(self) -> Runnable[dict[str, Any], Answer]:
@@ -94,10 +94,10 @@ class Engine:
         return {**state, "started": started, "prepared": prepare_question(state["question"], state["history"])}
 
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
-        question: Question = state["prepared"]
-        retriever = HybridRetriever(searcher=self.searcher, k=state["k"])
+        question: Question = replace(state["prepared"], vector=self.embedder.embed_query(state["prepared"].search_text))
+        retriever = HybridRetriever(searcher=self.searcher, k=state["k"], query_vector=question.vector)
         hits: list[ScoredChunk] = [document.metadata["hit"] for document in retriever.invoke(question.search_text)]
-        return {**state, "hits": hits, "retrieved": time.perf_counter()}
+        return {**state, "prepared": question, "hits": hits, "retrieved": time.perf_counter()}
 
     def _answer(self, state: dict[str, Any]) -> Answer:
         hits: list[ScoredChunk] = state["hits"]

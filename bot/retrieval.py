@@ -167,6 +167,7 @@ class HybridRetriever(BaseRetriever):
 
     searcher: HybridSearcher
     k: int = 5
+    query_vector: np.ndarray | None = None  # when the caller has embedded the query already
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return [
@@ -174,5 +175,5 @@ class HybridRetriever(BaseRetriever):
                 page_content=hit.chunk.text,
                 metadata={"source": hit.source, "title": hit.chunk.title, "score": hit.score, "hit": hit},
             )
-            for hit in self.searcher.search(query, self.k)
+            for hit in self.searcher.search(query, self.k, query_vector=self.query_vector)
         ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from bot.keyword import KeywordIndex
 from bot.types import Answer, ScoredChunk, Turn
 
@@ -22,6 +24,7 @@ class Question:
     terms: tuple[str, ...]
     context_terms: tuple[str, ...] = ()
     history: tuple[Turn, ...] = field(default=())
+    vector: np.ndarray | None = field(default=None, compare=False)  # the embedded search text, once retrieved
 
 
 class Answerer(Protocol):

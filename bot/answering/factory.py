@@ -5,10 +5,11 @@ from __future__ import annotations
 from bot.answering import Answerer
 from bot.answering.extractive import ExtractiveAnswerer
 from bot.config import LLMProvider, Settings
+from bot.embeddings import Embedder
 
 
-def create_answerer(settings: Settings) -> Answerer:
-    extractive = ExtractiveAnswerer()
+def create_answerer(settings: Settings, embedder: Embedder | None = None) -> Answerer:
+    extractive = ExtractiveAnswerer(embedder=embedder)
     if settings.llm is LLMProvider.NONE:
         return extractive
     from bot.answering.llm import LLMAnswerer, create_chat_model

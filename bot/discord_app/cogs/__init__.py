@@ -1,0 +1,1 @@
+"""Thin cogs: parse the Discord input, call the engine through the bot, render, send."""

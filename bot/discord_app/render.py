@@ -1,0 +1,182 @@
+"""Answer -> Discord message parts, as pure functions (no I/O, no client), so limits are unit-testable.
+
+Why here and not in bot/render.py: only this package may import discord. Every function returns text and embeds
+that fit Discord's documented limits; over-long parts are shortened with an ellipsis, never rejected, because a
+refused message means the user gets nothing. All text that comes from the corpus, the question or the engine is
+markdown-escaped and mention-neutralised; sending with `AllowedMentions.none()` is the second line of defence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import discord
+
+from bot.types import Answer, Citation, DocumentRecord
+
+CONTENT_LIMIT = 2000
+TITLE_LIMIT = 256
+DESCRIPTION_LIMIT = 4096
+FIELD_NAME_LIMIT = 256
+FIELD_VALUE_LIMIT = 1024
+FIELD_COUNT_LIMIT = 25
+FOOTER_LIMIT = 2048
+EMBED_TOTAL_LIMIT = 6000
+EMBEDS_PER_MESSAGE = 10
+THREAD_NAME_LIMIT = 100
+
+ELLIPSIS = "…"
+ANSWER_COLOUR = discord.Colour.blurple()
+ABSTAIN_COLOUR = discord.Colour.orange()
+ABSTAIN_TITLE = "The corpus doesn't say"
+# A short answer text keeps the embed useful even when citations eat most of the 6000-character budget.
+_MIN_DESCRIPTION = 1000
+_MENTION = re.compile(r"<@[!&]?\d+>")
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending in an ellipsis when anything was cut."""
+    if len(text) <= limit:
+        return text
+    if limit <= 0:
+        return ""
+    return text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def clean(text: str) -> str:
+    """Neutralise markdown and mentions in untrusted text (corpus quotes, titles, questions)."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+def _blockquote(text: str) -> str:
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in text.strip().splitlines()) or ">"
+
+
+def citation_location(citation: Citation) -> str:
+    """Where the quote is: the source path, the character span and the page, for checking it by hand."""
+    source = citation.source.replace("`", "'")
+    where = f"`{shorten(source, 300)}` · chars {citation.start}–{citation.end}"
+    return f"{where} (page {citation.page})" if citation.page is not None else where
+
+
+def citation_field(citation: Citation, value_limit: int = FIELD_VALUE_LIMIT) -> tuple[str, str]:
+    """(name, value) of one citation field; the quote is shortened so the location line always survives."""
+    name = shorten(f"[{citation.n}] {clean(citation.title or citation.source)}", FIELD_NAME_LIMIT)
+    location = "\n" + citation_location(citation)
+    room = max(value_limit - len(location), 0)
+    quote = _blockquote(shorten(clean(" ".join(citation.quote.split())), max(room - 2, 1)))
+    value = shorten(quote, room) + location
+    return name, shorten(value, value_limit)
+
+
+def embed_length(embed: discord.Embed) -> int:
+    """The characters Discord counts towards the 6000 limit of an embed (title, description, fields, footer,
+    author)."""
+    total = len(embed.title or "") + len(embed.description or "")
+    total += sum(len(field.name or "") + len(field.value or "") for field in embed.fields)
+    total += len(embed.footer.text or "") + len(embed.author.name or "")
+    return total
+
+
+def render_answer(answer: Answer) -> discord.Embed:
+    """One embed: the answer with [n] markers, one field per citation, the note in the footer."""
+    if answer.abstained:
+        title, colour = ABSTAIN_TITLE, ABSTAIN_COLOUR
+    else:
+        title, colour = shorten(clean(" ".join(answer.question.split())) or "Answer", TITLE_LIMIT), ANSWER_COLOUR
+    footer = shorten(clean(answer.note), FOOTER_LIMIT) if answer.note else ""
+    description = shorten(clean(answer.text.strip()) or "(no answer text)", DESCRIPTION_LIMIT)
+
+    citations = list(answer.citations)
+    shown = citations if len(citations) <= FIELD_COUNT_LIMIT else citations[: FIELD_COUNT_LIMIT - 1]
+    fields = [citation_field(citation) for citation in shown]
+    fixed = len(title) + len(footer) + 60  # 60: room for the "more citations" field
+
+    # Fit the 6000 total: first shorten the answer down to a floor, then the quotes, then drop citations.
+    def total() -> int:
+        return fixed + len(description) + sum(len(name) + len(value) for name, value in fields)
+
+    if total() > EMBED_TOTAL_LIMIT:
+        description = shorten(description, max(_MIN_DESCRIPTION, len(description) - (total() - EMBED_TOTAL_LIMIT)))
+    value_limit = FIELD_VALUE_LIMIT
+    while total() > EMBED_TOTAL_LIMIT and value_limit > 200:
+        value_limit //= 2
+        fields = [citation_field(citation, value_limit) for citation in shown]
+    while total() > EMBED_TOTAL_LIMIT and fields:
+        fields.pop()
+    if total() > EMBED_TOTAL_LIMIT:  # only a giant title + footer can get here
+        description = shorten(description, max(EMBED_TOTAL_LIMIT - fixed, 1))
+
+    embed = discord.Embed(title=title, description=description, colour=colour)
+    for name, value in fields:
+        embed.add_field(name=name, value=value, inline=False)
+    hidden = len(citations) - len(fields)
+    if hidden:
+        embed.add_field(name="More citations", value=f"+{hidden} more not shown", inline=False)
+    if footer:
+        embed.set_footer(text=footer)
+    return embed
+
+
+def render_error(message: str) -> str:
+    """A polite one-line reply, fit for `content`."""
+    return shorten(clean(message), CONTENT_LIMIT)
+
+
+def question_from_mention(content: str) -> str:
+    """The question in a message that mentions the bot: the mention(s) removed and whitespace collapsed."""
+    return " ".join(_MENTION.sub(" ", content).split())
+
+
+def thread_name(question: str) -> str:
+    """A thread title from the question (Discord allows 1–100 characters; mentions would show as raw ids)."""
+    name = " ".join(question_from_mention(question).split())
+    return shorten(name, THREAD_NAME_LIMIT) or "Question"
+
+
+def render_sources(documents: Sequence[DocumentRecord]) -> list[discord.Embed]:
+    """The indexed documents, one line each, packed into as few embeds as the limits allow (at most 10)."""
+    if not documents:
+        return [discord.Embed(title="Sources", description="Nothing is indexed yet; run `citebot ingest` first.")]
+    lines = [
+        shorten(
+            f"• **{clean(doc.title or doc.source)}** — `{doc.source.replace('`', chr(39))}` · {doc.chunks} chunks", 400
+        )
+        for doc in documents
+    ]
+    embeds: list[discord.Embed] = []
+    budget = EMBED_TOTAL_LIMIT - 100  # below the per-message total of all embeds, with room for titles
+    current: list[str] = []
+    used = 0
+    shown = 0
+    for line in lines:
+        size = sum(len(existing) + 1 for existing in current) + len(line)
+        if size > DESCRIPTION_LIMIT - 100:
+            embeds.append(discord.Embed(description="\n".join(current)))
+            current = []
+        if used + len(line) + 1 > budget:
+            break
+        current.append(line)
+        used += len(line) + 1
+        shown += 1
+    if current:
+        embeds.append(discord.Embed(description="\n".join(current)))
+    embeds = embeds[:EMBEDS_PER_MESSAGE]
+    embeds[0].title = f"Sources ({len(documents)} documents)"
+    if shown < len(documents):
+        embeds[-1].set_footer(text=f"+{len(documents) - shown} more not shown; `citebot sources` lists them all")
+    return embeds
+
+
+def render_help() -> discord.Embed:
+    """What the bot does and how to use it, in a few lines."""
+    text = (
+        "I answer questions from the indexed documents and quote the passages I used, verbatim, with [n] markers.\n"
+        "• `/ask question:` — ask a question; the answer cites its sources.\n"
+        "• Mention me in a channel — I answer in a new thread; reply in that thread for follow-ups.\n"
+        "• `/sources` — list the indexed documents.\n"
+        "• 👍 / 👎 under an answer — tell us whether it helped; votes improve the evaluation set.\n"
+        "When the documents do not say, I say so instead of guessing."
+    )
+    return discord.Embed(title="citebot", description=text, colour=ANSWER_COLOUR)
