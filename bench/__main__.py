@@ -20,6 +20,7 @@ from typing import cast
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest_bbc",
     "squad": "bench.squad",
+    "latency": "bench.latency",
 }
 
 _NOT_BENCHMARKS = {"__init__", "__main__", "common"}
