@@ -146,7 +146,7 @@ def run(workdir: Path, data: Path, rounds: int, every: int, warm_up: int) -> Non
 
     questions = seed_questions() + bbc_questions(data, every)
     seeds = sum(1 for question in questions if question.kind == "seed")
-    print(f"\nquestions: {seeds} seed dev set + {len(questions) - seeds} BBC headlines (every {every}th article)")
+    print(f"\nquestions: {seeds} seed dev set + {len(questions) - seeds} BBC headlines (one in every {every} articles)")
 
     with Timer() as warm_clock:
         engine.warm_up()

@@ -52,10 +52,6 @@ class HybridSearcher:
         self._lock = threading.Lock()
         self._terms: dict[str, list[str]] = {}  # chunk id -> analyzed terms, so a refresh only analyzes new chunks
 
-    @property
-    def store(self) -> ChunkStore:
-        return self._store
-
     def snapshot(self) -> CorpusSnapshot:
         """The current corpus, renewed when another write happened (checked at most once per refresh period)."""
         with self._lock:

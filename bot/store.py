@@ -275,10 +275,6 @@ class ChunkStore:
             )
         ]
 
-    def delete_chunks_of(self, doc_ids: Sequence[str]) -> None:
-        if doc_ids:
-            self._call("delete chunks", self._chunk_collection.delete, where={"doc_id": {"$in": list(doc_ids)}})
-
     def count_chunks(self) -> int:
         return int(self._call("count chunks", self._chunk_collection.count))
 
