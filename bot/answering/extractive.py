@@ -39,8 +39,8 @@ class ExtractiveSettings:
     answer_type_weight: float = 0.15  # "when" wants a date, "how many" a number, "who" a name
     # More sentences are quoted only while they score close to the best one, so most answers stay one or two
     # sentences long; on SQuAD's development split this keeps the mean under 600 quoted characters.
-    extra_sentence_ratio: float = 0.6  # quote another sentence scoring at least this share of the best
-    max_sentences: int = 3
+    extra_sentence_ratio: float = 0.5  # quote another sentence scoring at least this share of the best
+    max_sentences: int = 4
     max_quote_chars: int = 700
     # Answer when the best sentence means nearly the same as the question, or covers enough of its terms;
     # never when even the best passage is off topic.
