@@ -33,7 +33,7 @@ from bot.engine import Engine
 from bot.feedback import FeedbackStore, export_command
 from bot.types import Answer, Citation, DocumentRecord, Turn
 from ingest.pipeline import IngestPipeline
-from tests.fake_discord import FakeDiscord, FakeInteraction, FakeUser, RecordedRequest
+from tests.fake_discord import FakeChannel, FakeDiscord, FakeGuild, FakeInteraction, FakeUser, RecordedRequest
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -284,6 +284,24 @@ async def test_mention_opens_a_thread_and_follow_ups_use_the_conversation(settin
         await asyncio.sleep(0.3)
         assert len(recording.calls) == 2
     assert fake.violations == [] and fake.unknown_requests == []
+
+
+async def test_the_bot_answers_only_in_the_allowed_channels(settings: Settings, engine: Engine) -> None:
+    guild = FakeGuild("citebot-test", channels=[FakeChannel("general"), FakeChannel("quiet")])
+    async with FakeDiscord(token=TOKEN, guilds=[guild]) as fake:
+        general, quiet = guild.channel("general").id, guild.channel("quiet").id
+        only_general = settings.model_copy(update={"discord_channels": str(general)})
+        async with running_bot(only_general, engine, fake):
+            ignored = await fake.dispatch_message(f"{fake.bot_user.mention} {SEOUL}", channel_id=quiet)
+            refused = await fake.dispatch_slash_command("ask", {"question": SEOUL}, channel_id=quiet)
+            callback = await fake.wait_for_callback(refused, WAIT)
+            assert callback.json["type"] == 4 and callback.json["data"]["flags"] & 64  # an ephemeral refusal
+            assert f"<#{general}>" in callback.json["data"]["content"]
+            answered = await fake.dispatch_message(f"{fake.bot_user.mention} {SEOUL}", channel_id=general)
+            reply = await fake.wait_for_channel_message(answered["id"], WAIT)
+            assert "neutral staging ground" in embed_text(reply["embeds"][0])
+            assert ignored["id"] not in fake.channels  # no thread was opened in the quiet channel
+    assert fake.violations == []
 
 
 async def test_vote_is_stored_and_exported(settings: Settings, engine: Engine) -> None:

@@ -39,6 +39,10 @@ class AskCog(commands.Cog):
     @app_commands.checks.dynamic_cooldown(_ask_cooldown, key=lambda interaction: interaction.user.id)
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
         """Defer at once (Discord allows 3 s), answer off the loop, then follow up; errors go to the tree handler."""
+        if interaction.channel is not None and not self.bot.allowed_channel(interaction.channel):
+            channels = ", ".join(f"<#{channel_id}>" for channel_id in sorted(self.bot.settings.allowed_channel_ids))
+            await interaction.response.send_message(f"I answer questions in {channels}.", ephemeral=True)
+            return
         await interaction.response.defer(thinking=True)
         answer = await self.bot.answer(question)
         answer_id = await self.bot.record_answer(answer)
