@@ -135,7 +135,7 @@ class CitebotBot(commands.AutoShardedBot):
         """Store the answer for feedback (SQLite, so in a thread); returns the id its vote buttons carry."""
         return await asyncio.to_thread(self.feedback.record_answer, answer)
 
-    def allowed_channel(self, channel: discord.abc.MessageableChannel) -> bool:
+    def allowed_channel(self, channel: discord.abc.Snowflake) -> bool:
         """Whether mentions are answered here; threads count as their parent channel."""
         allowed = self.settings.allowed_channel_ids
         if not allowed:
