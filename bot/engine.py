@@ -83,8 +83,9 @@ class Engine:
 
     def warm_up(self) -> None:
         """Load the model and the keyword index now, so the first question is as fast as the others."""
-        self.embedder.embed_query("warm up")
-        self.searcher.snapshot()
+        vector = self.embedder.embed_query("warm up")
+        # A search (not just an embedding) also opens Chroma's vector index, which the first query would pay for.
+        self.searcher.search("warm up", 1, query_vector=vector)
 
     def documents(self) -> list[DocumentRecord]:
         return sorted(self.searcher.snapshot().documents.values(), key=lambda record: record.source)

@@ -19,7 +19,7 @@ from bot.answering import Question
 from bot.embeddings import Embedder
 from bot.keyword import KeywordIndex, terms, words
 from bot.text import sentence_spans
-from bot.types import Answer, Citation, ScoredChunk
+from bot.types import Answer, Chunk, Citation, ScoredChunk
 
 BULLET_CHARS = "-•*✓–—·> \t"
 
@@ -142,14 +142,8 @@ class ExtractiveAnswerer:
             # A section whose heading asks the question ("### Why Seoul, not Beijing?" for "why Seoul?") answers it,
             # first of all in the sentence right under the heading.
             heading_match = len(question_words & set(words(heading))) / len(question_words) if question_words else 0
-            after_heading = False
-            for start, end in sentence_spans(chunk.text):
-                while start < end and chunk.text[start] in BULLET_CHARS:
-                    start += 1
+            for start, end, after_heading in quotable_sentences(chunk):
                 quote = chunk.text[start:end]
-                if quote.startswith("#") or quote in (heading, chunk.title) or not quote:
-                    after_heading = bool(heading) and (quote.startswith("#") or quote == heading)
-                    continue
                 sentence_terms = set(terms(quote))
                 covered = 0.0
                 for term, weight in weights.items():
@@ -164,7 +158,6 @@ class ExtractiveAnswerer:
                 if offers_answer_type(question, [quote]):
                     score += s.answer_type_weight
                 score += s.heading_match_weight * heading_match * (2 if after_heading else 1)
-                after_heading = False
                 found.append(Candidate(hit, rank, chunk.start + start, chunk.start + end, quote, coverage, score))
         found.sort(key=lambda candidate: -candidate.score)
         return self._rerank(question, found)
@@ -217,13 +210,33 @@ def offers_answer_type(question: Question, quotes: list[str]) -> bool:
     return any(match.group(0).lower() not in question_words for quote in quotes for match in wanted.finditer(quote))
 
 
+def quotable_sentences(chunk: Chunk) -> list[tuple[int, int, bool]]:
+    """The chunk's sentences worth quoting, as (start, end, right under a heading) offsets into `chunk.text`.
+
+    Bullet marks are trimmed off; headings and the title line are left out (they are labels, not statements).
+    """
+    heading = chunk.heading.rsplit(" > ", 1)[-1]
+    sentences = []
+    after_heading = False
+    for start, end in sentence_spans(chunk.text):
+        while start < end and chunk.text[start] in BULLET_CHARS:
+            start += 1
+        quote = chunk.text[start:end]
+        if not quote or quote.startswith("#") or quote in (heading, chunk.title):
+            after_heading = bool(heading) and (quote.startswith("#") or quote == heading)
+            continue
+        sentences.append((start, end, after_heading))
+        after_heading = False
+    return sentences
+
+
 def compose(question: str, quotes: list[tuple[ScoredChunk, int, int, str]]) -> Answer:
     """An answer made of the quotes themselves, each marked with its citation number."""
     sentences = []
     citations = []
     for n, (hit, start, end, quote) in enumerate(quotes, start=1):
         citations.append(citation(n, hit, start, end, quote))
-        sentences.append(_with_marker(quote, n))
+        sentences.append(with_markers(quote, [n]))
     return Answer(question=question, text=" ".join(sentences), citations=tuple(citations), abstained=False)
 
 
@@ -253,9 +266,10 @@ def citation(n: int, hit: ScoredChunk, start: int, end: int, quote: str) -> Cita
     )
 
 
-def _with_marker(sentence: str, n: int) -> str:
-    """ "... summit." -> "... summit [1]." (the marker sits inside the sentence it supports)."""
+def with_markers(sentence: str, numbers: list[int]) -> str:
+    """ "... summit." + [1, 2] -> "... summit [1][2]." (the markers sit inside the sentence they support)."""
+    markers = "".join(f"[{n}]" for n in numbers)
     stripped = sentence.rstrip()
     if stripped and stripped[-1] in ".!?" and not stripped.endswith(".."):
-        return f"{stripped[:-1]} [{n}]{stripped[-1]}"
-    return f"{stripped} [{n}]"
+        return f"{stripped[:-1]} {markers}{stripped[-1]}"
+    return f"{stripped} {markers}"

@@ -32,7 +32,15 @@ from langchain_core.runnables import Runnable
 from pydantic import SecretStr
 
 from bot.answering import Answerer, Question
-from bot.answering.extractive import BULLET_CHARS, ExtractiveAnswerer, ExtractiveSettings, abstain, citation
+from bot.answering.extractive import (
+    BULLET_CHARS,
+    ExtractiveAnswerer,
+    ExtractiveSettings,
+    abstain,
+    citation,
+    quotable_sentences,
+    with_markers,
+)
 from bot.answering.prompts import NOT_IN_PASSAGES, answer_prompt, format_conversation, format_passage
 from bot.config import LLMProvider, Settings
 from bot.errors import ConfigError
@@ -221,7 +229,7 @@ class LLMAnswerer:
 
         order = list(dict.fromkeys(index for _, indexes in kept for index in indexes))
         number = {index: n for n, index in enumerate(order, start=1)}
-        text = " ".join(_with_markers(sentence, [number[i] for i in indexes]) for sentence, indexes in kept)
+        text = " ".join(with_markers(sentence, [number[i] for i in indexes]) for sentence, indexes in kept)
         citations = tuple(
             self._quote(number[index], hits[index], [s for s, indexes in kept if index in indexes], question, keyword)
             for index in order
@@ -233,7 +241,7 @@ class LLMAnswerer:
     ) -> Citation:
         """Cite the chunk's sentence(s) that best support the reply sentences citing it, verbatim with offsets."""
         chunk = hit.chunk
-        spans = _quotable_spans(chunk.text, chunk.heading)
+        spans = [(start, end) for start, end, _ in quotable_sentences(chunk)]
         if not spans:  # a chunk with no prose sentence at all: quote it whole
             return citation(n, hit, chunk.start, chunk.end, chunk.text)
         span_terms = [set(terms(chunk.text[start:end])) for start, end in spans]
@@ -359,25 +367,3 @@ def _numbers(text: str) -> list[int]:
 
 def _strip_markers(text: str) -> str:
     return _SPACE_BEFORE_PUNCT.sub(r"\1", _MARKER.sub("", text)).strip()
-
-
-def _with_markers(sentence: str, numbers: list[int]) -> str:
-    """ "... summit." + [1, 2] -> "... summit [1][2]." (markers sit inside the sentence they support)."""
-    markers = "".join(f"[{n}]" for n in numbers)
-    stripped = sentence.rstrip()
-    if stripped and stripped[-1] in ".!?" and not stripped.endswith(".."):
-        return f"{stripped[:-1]} {markers}{stripped[-1]}"
-    return f"{stripped} {markers}"
-
-
-def _quotable_spans(text: str, heading: str) -> list[tuple[int, int]]:
-    """The chunk's sentences as offsets into it, without bullet prefixes and without headings."""
-    last_heading = heading.rsplit(" > ", 1)[-1]
-    spans = []
-    for start, end in sentence_spans(text):
-        while start < end and text[start] in BULLET_CHARS:
-            start += 1
-        quote = text[start:end]
-        if quote and not quote.startswith("#") and quote != last_heading:
-            spans.append((start, end))
-    return spans
