@@ -15,12 +15,14 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
 from bot.engine import Engine
 from bot.keyword import terms
+from bot.types import Chunk, DocumentRecord
 from ingest.pipeline import IngestPipeline
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "squad"
@@ -119,12 +121,8 @@ def evaluate_v1(engine: Engine, questions: list[SquadQuestion]) -> dict[str, flo
     return result
 
 
-def _matches(chunk: object, item: SquadQuestion, documents: dict[str, object]) -> bool:
-    from bot.types import Chunk, DocumentRecord
-
-    assert isinstance(chunk, Chunk)
+def _matches(chunk: Chunk, item: SquadQuestion, documents: Mapping[str, DocumentRecord]) -> bool:
     record = documents[chunk.doc_id]
-    assert isinstance(record, DocumentRecord)
     return any(Path(source).name == item.source for source in record.sources) and _overlaps(
         chunk.start, chunk.end, item.span
     )
