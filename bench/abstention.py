@@ -19,17 +19,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.squad import DATA, _sample, build_engine
+from bench.common import DEVSET, SEED_CORPUS
+from bench.squad import DATA, _sample, build_engine, index_folder
 from bot.answering import Question
 from bot.answering.extractive import ExtractiveAnswerer, ExtractiveSettings
-from bot.config import Settings
 from bot.engine import Engine, prepare_question
 from bot.evaluation import load_cases
 from bot.types import ScoredChunk, Turn
-from ingest.pipeline import IngestPipeline
 
-SEED_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
-DEVSET = Path(__file__).resolve().parent.parent / "tests" / "data" / "devset.jsonl"
 THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
 
 
@@ -43,9 +40,7 @@ class Retrieved:
 def retrieve(engine: Engine, items: Iterable[tuple[str, tuple[Turn, ...], bool]]) -> list[Retrieved]:
     retrieved = []
     for text, history, unanswerable in items:
-        question = prepare_question(text, history)
-        question = replace(question, vector=engine.embedder.embed_query(question.search_text))
-        hits = engine.searcher.search(question.search_text, engine.settings.top_k, query_vector=question.vector)
+        question, hits = engine.retrieve(prepare_question(text, history), engine.settings.top_k)
         retrieved.append(Retrieved(question, hits, unanswerable))
     return retrieved
 
@@ -74,16 +69,10 @@ def sweep(engine: Engine, retrieved: list[Retrieved], title: str) -> None:
         )
 
 
-def seed_engine(workdir: Path) -> Engine:
-    engine = Engine(Settings(data_dir=workdir / "seed", _env_file=None))  # type: ignore[call-arg]
-    IngestPipeline(engine.store, engine.embedder).run([SEED_CORPUS])
-    return engine
-
-
 def run(limit: int | None, workdir: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="citebot-abstention-") as scratch:
         base = workdir or Path(scratch)
-        engine = seed_engine(base)
+        engine = index_folder(SEED_CORPUS, base / "seed")
         cases = load_cases(DEVSET)
         sweep(engine, retrieve(engine, ((c.question, c.history, c.unanswerable) for c in cases)), "dev set")
         engine, questions, _ = build_engine(DATA / "dev-v2.0-half.json", "dev", base / "v2")

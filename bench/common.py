@@ -17,6 +17,8 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+SEED_CORPUS = PROJECT_ROOT / "corpus"
+DEVSET = PROJECT_ROOT / "tests" / "data" / "devset.jsonl"
 
 
 # -- the machine -------------------------------------------------------------------------------------------

@@ -27,10 +27,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import PROJECT_ROOT, SHARED_DATA, Timer, format_bytes, load_average, peak_rss_bytes, print_machine
+from bench.common import (
+    DEVSET,
+    SEED_CORPUS,
+    SHARED_DATA,
+    Timer,
+    format_bytes,
+    load_average,
+    peak_rss_bytes,
+    print_machine,
+)
 
-SEED_CORPUS = PROJECT_ROOT / "corpus"
-DEVSET = PROJECT_ROOT / "tests" / "data" / "devset.jsonl"
 BBC = SHARED_DATA / "bbc-news"
 CATEGORIES = ("business", "entertainment", "politics", "sport", "tech")
 FLOOR_K = 5

@@ -19,13 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.common import SHARED_DATA
 from bot.config import Settings
 from bot.engine import Engine
 from bot.keyword import terms
 from bot.types import Chunk, DocumentRecord
 from ingest.pipeline import IngestPipeline
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "squad"
+DATA = SHARED_DATA / "squad"
 RECALL_AT = (1, 5, 20)
 
 
@@ -72,12 +73,17 @@ def build_engine(dataset: Path, split: str, workdir: Path) -> tuple[Engine, list
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
     questions = write_articles(dataset, split, corpus)
-    settings = Settings(data_dir=workdir / "data", _env_file=None)  # type: ignore[call-arg]
-    engine = Engine(settings)
     started = time.perf_counter()
-    IngestPipeline(engine.store, engine.embedder).run([corpus])
-    engine.warm_up()
+    engine = index_folder(corpus, workdir / "data")
     return engine, questions, time.perf_counter() - started
+
+
+def index_folder(folder: Path, data_dir: Path) -> Engine:
+    """An engine with the real model over `folder`, ingested into `data_dir` (unchanged files are not re-embedded)."""
+    engine = Engine(Settings(data_dir=data_dir, _env_file=None))  # type: ignore[call-arg]
+    IngestPipeline(engine.store, engine.embedder).run([folder])
+    engine.warm_up()
+    return engine
 
 
 def _overlaps(start: int, end: int, span: tuple[int, int]) -> bool:

@@ -81,6 +81,12 @@ class Engine:
         """Answer one question; `history` holds the earlier turns of the conversation, oldest first."""
         return self._chain.invoke({"question": question, "history": tuple(history), "k": k or self.settings.top_k})
 
+    def retrieve(self, question: Question, k: int) -> tuple[Question, list[ScoredChunk]]:
+        """The question with its search text embedded, and the `k` passages the hybrid retriever finds for it."""
+        question = replace(question, vector=self.embedder.embed_query(question.search_text))
+        retriever = HybridRetriever(searcher=self.searcher, k=k, query_vector=question.vector)
+        return question, [document.metadata["hit"] for document in retriever.invoke(question.search_text)]
+
     def warm_up(self) -> None:
         """Load the model and the keyword index now, so the first question is as fast as the others."""
         vector = self.embedder.embed_query("warm up")
@@ -95,9 +101,7 @@ class Engine:
         return {**state, "started": started, "prepared": prepare_question(state["question"], state["history"])}
 
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
-        question: Question = replace(state["prepared"], vector=self.embedder.embed_query(state["prepared"].search_text))
-        retriever = HybridRetriever(searcher=self.searcher, k=state["k"], query_vector=question.vector)
-        hits: list[ScoredChunk] = [document.metadata["hit"] for document in retriever.invoke(question.search_text)]
+        question, hits = self.retrieve(state["prepared"], state["k"])
         return {**state, "prepared": question, "hits": hits, "retrieved": time.perf_counter()}
 
     def _answer(self, state: dict[str, Any]) -> Answer:
