@@ -21,34 +21,32 @@ from pathlib import Path
 
 from bench.common import DEVSET, SEED_CORPUS
 from bench.squad import DATA, _sample, build_engine, index_folder
-from bot.answering import Question
 from bot.answering.extractive import ExtractiveAnswerer, ExtractiveSettings
 from bot.engine import Engine, prepare_question
 from bot.evaluation import load_cases
-from bot.types import ScoredChunk, Turn
+from bot.retrieval import Retrieval
+from bot.types import Turn
 
 THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
 
 
 @dataclass(frozen=True)
 class Retrieved:
-    question: Question
-    hits: list[ScoredChunk]
+    retrieval: Retrieval
     unanswerable: bool
 
 
 def retrieve(engine: Engine, items: Iterable[tuple[str, tuple[Turn, ...], bool]]) -> list[Retrieved]:
     retrieved = []
     for text, history, unanswerable in items:
-        question, hits = engine.retrieve(prepare_question(text, history), engine.settings.top_k)
-        retrieved.append(Retrieved(question, hits, unanswerable))
+        retrieval = engine.retrieve(prepare_question(text, history), engine.settings.top_k)
+        retrieved.append(Retrieved(retrieval, unanswerable))
     return retrieved
 
 
 def sweep(engine: Engine, retrieved: list[Retrieved], title: str) -> None:
     shipped = ExtractiveSettings()
     answerer = ExtractiveAnswerer(shipped, engine.embedder)  # one answerer: sentence vectors are embedded once
-    keyword = engine.searcher.snapshot().keyword
     unanswerable = sum(item.unanswerable for item in retrieved)
     answerable = len(retrieved) - unanswerable
     print(f"{title}: {answerable} answerable, {unanswerable} unanswerable")
@@ -57,7 +55,7 @@ def sweep(engine: Engine, retrieved: list[Retrieved], title: str) -> None:
         answerer.settings = replace(shipped, answer_similarity=threshold)
         abstained = answered = 0
         for item in retrieved:
-            answer = answerer.answer(item.question, item.hits, keyword)
+            answer = answerer.answer(item.retrieval)
             if item.unanswerable:
                 abstained += answer.abstained
             else:

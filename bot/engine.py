@@ -2,6 +2,9 @@
 `Answer`. Every adapter (CLI, REPL, Discord) asks through it and never reaches past it.
 
     prepare (fold a follow-up into its context) -> retrieve (hybrid) -> answer (extractive | LLM) -> Answer
+
+The engine is also the composition root: it builds the embedder, the store, the searcher and the answerer from
+the settings (or takes them ready-made, as the tests do), and constructing it touches neither model nor index.
 """
 
 from __future__ import annotations
@@ -9,19 +12,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from bot.answering import Answerer, Question
+from bot.answering import Answerer
+from bot.answering.factory import create_answerer
 from bot.config import Settings
 from bot.embeddings import Embedder, create_embedder
 from bot.errors import QuestionError
 from bot.keyword import terms, words
-from bot.retrieval import HybridRetriever, HybridSearcher
+from bot.retrieval import HybridRetriever, HybridSearcher, Retrieval
 from bot.store import ChunkStore
-from bot.types import Answer, DocumentRecord, ScoredChunk, Turn
+from bot.types import Answer, DocumentRecord, Question, Turn
 
 MAX_QUESTION_CHARS = 1000
 
@@ -50,6 +53,30 @@ def prepare_question(text: str, history: Sequence[Turn] = ()) -> Question:
     return Question(question, f"{previous} {question}", tuple(own_terms), context_terms, tuple(history))
 
 
+@dataclass(frozen=True)
+class Request:
+    """What an adapter asks: the question as typed, the conversation so far (oldest first), passages wanted."""
+
+    question: str
+    history: tuple[Turn, ...]
+    k: int
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    request: Request
+    question: Question
+    started: float
+
+
+@dataclass(frozen=True)
+class _Retrieved:
+    request: Request
+    retrieval: Retrieval
+    started: float
+    retrieved: float
+
+
 class Engine:
     """Cheap to construct: the model and the index open on first use (or on `warm_up`)."""
 
@@ -61,17 +88,12 @@ class Engine:
         store: ChunkStore | None = None,
         answerer: Answerer | None = None,
     ) -> None:
-        from bot.answering.factory import create_answerer
-
         self.settings = settings
         self.embedder = embedder or create_embedder(settings.embedding_model, settings.embedding_device)
         self.store = store or ChunkStore(settings, self.embedder)
         self.searcher = HybridSearcher(self.store, self.embedder)
         self.answerer = answerer or create_answerer(settings, self.embedder)
-        self._chain = self._build_chain()
-
-    def _build_chain(self) -> Runnable[dict[str, Any], Answer]:
-        return (
+        self._chain: Runnable[Request, Answer] = (
             RunnableLambda(self._prepare).with_config(run_name="prepare")
             | RunnableLambda(self._retrieve).with_config(run_name="retrieve")
             | RunnableLambda(self._answer).with_config(run_name="answer")
@@ -79,13 +101,16 @@ class Engine:
 
     def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None) -> Answer:
         """Answer one question; `history` holds the earlier turns of the conversation, oldest first."""
-        return self._chain.invoke({"question": question, "history": tuple(history), "k": k or self.settings.top_k})
+        return self._chain.invoke(Request(question, tuple(history), k or self.settings.top_k))
 
-    def retrieve(self, question: Question, k: int) -> tuple[Question, list[ScoredChunk]]:
-        """The question with its search text embedded, and the `k` passages the hybrid retriever finds for it."""
+    def retrieve(self, question: Question, k: int) -> Retrieval:
+        """The question with its search text embedded, and the `k` passages the hybrid retriever finds for it, all
+        from one snapshot of the corpus."""
         question = replace(question, vector=self.embedder.embed_query(question.search_text))
-        retriever = HybridRetriever(searcher=self.searcher, k=k, query_vector=question.vector)
-        return question, [document.metadata["hit"] for document in retriever.invoke(question.search_text)]
+        snapshot = self.searcher.snapshot()
+        retriever = HybridRetriever(searcher=self.searcher, k=k, query_vector=question.vector, snapshot=snapshot)
+        hits = tuple(document.metadata["hit"] for document in retriever.invoke(question.search_text))
+        return Retrieval(question, hits, snapshot)
 
     def warm_up(self) -> None:
         """Load the model and the keyword index now, so the first question is as fast as the others."""
@@ -96,21 +121,22 @@ class Engine:
     def documents(self) -> list[DocumentRecord]:
         return sorted(self.searcher.snapshot().documents.values(), key=lambda record: record.source)
 
-    def _prepare(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _prepare(self, request: Request) -> _Prepared:
         started = time.perf_counter()
-        return {**state, "started": started, "prepared": prepare_question(state["question"], state["history"])}
+        return _Prepared(request, prepare_question(request.question, request.history), started)
 
-    def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
-        question, hits = self.retrieve(state["prepared"], state["k"])
-        return {**state, "prepared": question, "hits": hits, "retrieved": time.perf_counter()}
+    def _retrieve(self, prepared: _Prepared) -> _Retrieved:
+        retrieval = self.retrieve(prepared.question, prepared.request.k)
+        return _Retrieved(prepared.request, retrieval, prepared.started, time.perf_counter())
 
-    def _answer(self, state: dict[str, Any]) -> Answer:
-        hits: list[ScoredChunk] = state["hits"]
-        answer = self.answerer.answer(state["prepared"], hits, self.searcher.snapshot().keyword)
+    def _answer(self, retrieved: _Retrieved) -> Answer:
+        answer = self.answerer.answer(retrieved.retrieval)
         done = time.perf_counter()
         timings = {
-            "retrieve": (state["retrieved"] - state["started"]) * 1000,
-            "answer": (done - state["retrieved"]) * 1000,
-            "total": (done - state["started"]) * 1000,
+            "retrieve": (retrieved.retrieved - retrieved.started) * 1000,
+            "answer": (done - retrieved.retrieved) * 1000,
+            "total": (done - retrieved.started) * 1000,
         }
-        return replace(answer, question=state["question"], timings_ms=timings, retrieved=tuple(hits))
+        return replace(
+            answer, question=retrieved.request.question, timings_ms=timings, retrieved=retrieved.retrieval.hits
+        )

@@ -86,7 +86,7 @@ class Repl:
         from bot.render import render_answer
 
         answer = self.engine.ask(question, self.history, k=self.k)
-        self.history.append(Turn(question, answer.text))
+        self.history.append(answer.turn())
         if self.json_mode:
             self.out.out(json.dumps(answer.to_json(), ensure_ascii=False), highlight=False)
         else:

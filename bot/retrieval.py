@@ -20,7 +20,7 @@ from pydantic import ConfigDict
 from bot.embeddings import Embedder
 from bot.keyword import KeywordIndex, terms, words
 from bot.store import ChunkStore
-from bot.types import Chunk, DocumentRecord, ScoredChunk, embedding_text
+from bot.types import Chunk, DocumentRecord, Question, ScoredChunk, embedding_text
 
 # Fusion: a convex combination of the two normalized scores (BM25 over its best, cosine min-max over the
 # candidates). Tuned on SQuAD's development split, it beat reciprocal rank fusion (k=60) and both rankings alone at
@@ -40,6 +40,16 @@ class CorpusSnapshot:
     chunks: list[Chunk] = field(default_factory=list)
     keyword: KeywordIndex = field(default_factory=lambda: KeywordIndex([]))
     position: dict[str, int] = field(default_factory=dict)  # chunk id -> index in `chunks`
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What one question found: the question (with its vector), the passages best first, and the corpus snapshot
+    both came from, so keyword statistics and hits always agree."""
+
+    question: Question
+    hits: tuple[ScoredChunk, ...]
+    snapshot: CorpusSnapshot
 
 
 class HybridSearcher:
@@ -86,9 +96,15 @@ class HybridSearcher:
             position={chunk.id: index for index, chunk in enumerate(chunks)},
         )
 
-    def search(self, query: str, k: int, query_vector: np.ndarray | None = None) -> list[ScoredChunk]:
-        """The k best distinct passages for `query`, best first."""
-        snapshot = self.snapshot()
+    def search(
+        self,
+        query: str,
+        k: int,
+        query_vector: np.ndarray | None = None,
+        snapshot: CorpusSnapshot | None = None,
+    ) -> list[ScoredChunk]:
+        """The k best distinct passages for `query`, best first, from `snapshot` (default: the current one)."""
+        snapshot = snapshot or self.snapshot()
         if not snapshot.chunks:
             return []
         candidates = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
@@ -122,7 +138,9 @@ class HybridSearcher:
                 chunk=chunk,
                 score=fused[chunk.id],
                 similarity=similarity.get(chunk.id, 0.0),
-                source=snapshot.documents[chunk.doc_id].source,
+                source=(document := snapshot.documents[chunk.doc_id]).source,
+                url=document.url,
+                published=document.published,
             )
             for chunk in chosen
         ]
@@ -164,6 +182,7 @@ class HybridRetriever(BaseRetriever):
     searcher: HybridSearcher
     k: int = 5
     query_vector: np.ndarray | None = None  # when the caller has embedded the query already
+    snapshot: CorpusSnapshot | None = None  # when the caller holds the snapshot it answers from
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return [
@@ -171,5 +190,5 @@ class HybridRetriever(BaseRetriever):
                 page_content=hit.chunk.text,
                 metadata={"source": hit.source, "title": hit.chunk.title, "score": hit.score, "hit": hit},
             )
-            for hit in self.searcher.search(query, self.k, query_vector=self.query_vector)
+            for hit in self.searcher.search(query, self.k, query_vector=self.query_vector, snapshot=self.snapshot)
         ]

@@ -18,6 +18,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -174,6 +175,9 @@ class ChunkStore:
                 chunks=int(metadata["chunks"]),
                 ingested_at=str(metadata["ingested_at"]),
                 ready=bool(metadata["ready"]),
+                url=_optional(metadata.get("url")),
+                published=_optional(metadata.get("published")),
+                origin=str(metadata.get("origin", "file")),
             )
             if record.ready or include_pending:
                 records[doc_id] = record
@@ -189,17 +193,7 @@ class ChunkStore:
                 self._document_collection.upsert,
                 ids=[record.doc_id for record in part],
                 embeddings=[_PLACEHOLDER_VECTOR] * len(part),
-                metadatas=[
-                    {
-                        "kind": "document",
-                        "sources": json.dumps(sorted(record.sources)),
-                        "title": record.title,
-                        "chunks": record.chunks,
-                        "ingested_at": record.ingested_at,
-                        "ready": record.ready,
-                    }
-                    for record in part
-                ],
+                metadatas=[_document_metadata(record) for record in part],
             )
         self._bump_generation()
 
@@ -215,11 +209,7 @@ class ChunkStore:
         if not doc_ids:
             return
         existing = self.documents(include_pending=True)
-        hidden = [
-            DocumentRecord(r.doc_id, r.sources, r.title, r.chunks, r.ingested_at, ready=False)
-            for doc_id in doc_ids
-            if (r := existing.get(doc_id)) is not None
-        ]
+        hidden = [replace(r, ready=False) for doc_id in doc_ids if (r := existing.get(doc_id)) is not None]
         self.put_documents(hidden)
         for part in self._batched(list(doc_ids)):
             self._call("delete chunks", self._chunk_collection.delete, where={"doc_id": {"$in": list(part)}})
@@ -306,6 +296,28 @@ class ChunkStore:
             return {}
         scores = embeddings @ np.asarray(vector, dtype=np.float32)
         return {chunk_id: float(score) for chunk_id, score in zip(result["ids"], scores, strict=True)}
+
+
+def _document_metadata(record: DocumentRecord) -> dict[str, str | int | bool]:
+    metadata: dict[str, str | int | bool] = {
+        "kind": "document",
+        "sources": json.dumps(sorted(record.sources)),
+        "title": record.title,
+        "chunks": record.chunks,
+        "ingested_at": record.ingested_at,
+        "ready": record.ready,
+        "origin": record.origin,
+    }
+    # Chroma stores no nulls: an unknown date or a file's missing URL is simply left out.
+    if record.url is not None:
+        metadata["url"] = record.url
+    if record.published is not None:
+        metadata["published"] = record.published
+    return metadata
+
+
+def _optional(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _chunk_metadata(chunk: Chunk) -> dict[str, str | int]:

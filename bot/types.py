@@ -1,12 +1,20 @@
 """The values that flow through citebot: chunks on the way in, answers on the way out.
 
-An `Answer` is a structure (text, citations, abstained); adapters format it at the edge.
+An `Answer` is a structure (text, citations, support, confidence); adapters format it at the edge.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Support = Literal["answered", "closest", "none"]
+"""`answered`: the quotes answer the question; `closest`: the corpus doesn't say exactly, the citations are the
+closest sentences; `none`: nothing relevant."""
+
+SUPPORT_LEVELS: tuple[Support, ...] = ("answered", "closest", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +40,11 @@ def embedding_text(chunk: Chunk) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DocumentRecord:
-    """One indexed document, keyed by the hash of its text; the same text under two paths is one record."""
+    """One indexed document, keyed by the hash of its text; the same text under two paths is one record.
+
+    `url` is set for web documents (its `source` is then the URL too); `published` is the publication date in
+    ISO 8601 when known; `origin` says how it came in: `file`, `url`, `feed` or `sitemap`.
+    """
 
     doc_id: str
     sources: tuple[str, ...]
@@ -40,6 +52,9 @@ class DocumentRecord:
     chunks: int
     ingested_at: str
     ready: bool = True
+    url: str | None = None
+    published: str | None = None
+    origin: str = "file"
 
     @property
     def source(self) -> str:
@@ -55,6 +70,8 @@ class ScoredChunk:
     score: float
     similarity: float
     source: str
+    url: str | None = None
+    published: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +86,40 @@ class Citation:
     quote: str
     score: float
     page: int | None = None
+    doc_id: str = ""
+    url: str | None = None
+    published: str | None = None
+    link: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.page is None:
-            del data["page"]
-        data["score"] = round(self.score, 4)
+        data: dict[str, Any] = {
+            "n": self.n,
+            "source": self.source,
+            "title": self.title,
+            "start": self.start,
+            "end": self.end,
+            "quote": self.quote,
+            "score": round(self.score, 4),
+            "doc_id": self.doc_id,
+            "url": self.url,
+            "published": self.published,
+            "link": self.link,
+        }
+        if self.page is not None:
+            data["page"] = self.page
         return data
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One earlier exchange of a conversation, for follow-up questions."""
+    """One earlier exchange of a conversation, for follow-up questions.
+
+    `quoted` holds the (doc_id, start) of the sentences the answer quoted, so "tell me more" can go on from there.
+    """
 
     question: str
     answer: str = ""
+    quoted: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,20 +127,44 @@ class Answer:
     question: str
     text: str
     citations: tuple[Citation, ...]
-    abstained: bool
+    support: Support
+    confidence: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
     note: str | None = None
     retrieved: tuple[ScoredChunk, ...] = ()
 
+    @property
+    def abstained(self) -> bool:
+        """True unless the quotes answer the question (`support` is `answered`)."""
+        return self.support != "answered"
+
+    def turn(self) -> Turn:
+        """This answer as a turn of the conversation that follow-ups build on."""
+        return Turn(self.question, self.text, tuple((c.doc_id, c.start) for c in self.citations))
+
     def to_json(self) -> dict[str, Any]:
-        """The `citebot ask --json` contract of DESIGN.md (plus `note` when there is one)."""
+        """The `citebot ask --json` contract (plus `note` when there is one)."""
         data: dict[str, Any] = {
             "question": self.question,
             "answer": self.text,
             "abstained": self.abstained,
+            "support": self.support,
+            "confidence": round(self.confidence, 3),
             "citations": [citation.to_json() for citation in self.citations],
             "timings_ms": {name: round(ms, 1) for name, ms in self.timings_ms.items()},
         }
         if self.note:
             data["note"] = self.note
         return data
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question prepared for answering: `search_text` folds in the previous turn for elliptical follow-ups."""
+
+    text: str
+    search_text: str
+    terms: tuple[str, ...]
+    context_terms: tuple[str, ...] = ()
+    history: tuple[Turn, ...] = field(default=())
+    vector: np.ndarray | None = field(default=None, compare=False)  # the embedded search text, once retrieved

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bot.types import DocumentRecord
@@ -81,7 +81,5 @@ def make_plan(
         if not sources:
             plan.deletions.append(doc_id)
         elif sources != set(record.sources):
-            plan.updates.append(
-                DocumentRecord(doc_id, tuple(sorted(sources)), record.title, record.chunks, record.ingested_at)
-            )
+            plan.updates.append(replace(record, sources=tuple(sorted(sources)), ready=True))
     return plan

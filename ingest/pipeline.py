@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -186,9 +186,7 @@ def _handover(
             continue
         remaining = sources - taken
         old = existing[doc_id]
-        changed.append(
-            DocumentRecord(doc_id, tuple(sorted(remaining)), old.title, old.chunks, old.ingested_at, bool(remaining))
-        )
+        changed.append(replace(old, sources=tuple(sorted(remaining)), ready=bool(remaining)))
         if remaining:
             current[doc_id] = remaining
         else:
@@ -197,7 +195,7 @@ def _handover(
 
 
 def _ready(record: DocumentRecord) -> DocumentRecord:
-    return DocumentRecord(record.doc_id, record.sources, record.title, record.chunks, record.ingested_at, True)
+    return replace(record, ready=True)
 
 
 def _batches(documents: Any, splitter: Splitter) -> Iterator[list[tuple[str, Document, list[Chunk]]]]:

@@ -88,7 +88,7 @@ class SlowEngine:
         try:
             self.on_loop_thread.append(threading.current_thread() is threading.main_thread())
             time.sleep(self.delay)
-            return Answer(question, f"slow answer to {question} [1]", (_citation(1, "q"),), False)
+            return Answer(question, f"slow answer to {question} [1]", (_citation(1, "q"),), "answered")
         finally:
             with self.lock:
                 self.running -= 1
@@ -351,7 +351,7 @@ async def test_over_long_answer_is_shortened_and_accepted(settings: Settings) ->
         question="q" * 500,
         text="word " * 3000,
         citations=tuple(_citation(n, "quote " * 400, title="t" * 400, source="s" * 500) for n in range(1, 41)),
-        abstained=False,
+        support="answered",
         note="note " * 1000,
     )
     async with FakeDiscord(token=TOKEN) as fake, running_bot(settings, StubEngine(huge), fake) as run:
@@ -445,7 +445,7 @@ async def test_refused_message_content_intent_restarts_without_it(
 async def test_cooldown_question_error_and_failure_get_polite_replies(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    answer = Answer("q", "fine", (), False)
+    answer = Answer("q", "fine", (), "answered")
     stub = StubEngine(answer)
     async with FakeDiscord(token=TOKEN) as fake, running_bot(settings, stub, fake, cooldown_seconds=30.0) as run:
         await run.ask("first")

@@ -51,7 +51,7 @@ def test_ordinary_answer_layout() -> None:
         "why Seoul?",
         "Because Seoul works as neutral staging ground [1].",
         (citation(1, "Seoul works as neutral staging ground", page=3),),
-        False,
+        "answered",
         note="extractive answer",
     )
     embed = render_answer(answer)
@@ -78,7 +78,7 @@ def test_any_answer_fits_every_limit(citations: int, size: int) -> None:
         citations=tuple(
             citation(n, "quote\n" * size, title="t" * size, source="s" * size, page=n) for n in range(1, citations + 1)
         ),
-        abstained=False,
+        support="answered",
         note="n" * size,
     )
     embed = render_answer(answer)
@@ -93,7 +93,7 @@ def test_any_answer_fits_every_limit(citations: int, size: int) -> None:
 def test_markdown_and_mentions_are_neutralised() -> None:
     quote = "**bold** @everyone <@123456789012345678> `code` > quoted"
     embed = render_answer(
-        Answer("@here ping?", "@everyone said *so* [1]", (citation(1, quote, title="_t_ @here"),), False)
+        Answer("@here ping?", "@everyone said *so* [1]", (citation(1, quote, title="_t_ @here"),), "answered")
     )
     text = "\n".join(
         [embed.title or "", embed.description or "", embed.fields[0].name or "", embed.fields[0].value or ""]

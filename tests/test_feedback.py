@@ -17,7 +17,9 @@ from bot.types import Answer, Citation
 def answer(question: str, abstained: bool = False) -> Answer:
     quote = f"evidence for {question}"
     cited = () if abstained else (Citation(1, "corpus/a.txt", "A", 0, len(quote), quote, 0.9),)
-    return Answer(question, "no idea" if abstained else f"answer [1] to {question}", cited, abstained)
+    return Answer(
+        question, "no idea" if abstained else f"answer [1] to {question}", cited, "none" if abstained else "answered"
+    )
 
 
 def export(settings: Settings, votes: str) -> list[dict[str, object]]:

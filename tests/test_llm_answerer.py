@@ -20,7 +20,6 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel, G
 from langchain_core.messages import AIMessage
 from pydantic import SecretStr
 
-from bot.answering import Question
 from bot.answering.extractive import ExtractiveAnswerer
 from bot.answering.factory import create_answerer
 from bot.answering.llm import LLMAnswerer, create_chat_model, split_reply
@@ -28,7 +27,8 @@ from bot.answering.prompts import NOT_IN_PASSAGES
 from bot.config import LLMProvider, Settings
 from bot.errors import ConfigError
 from bot.keyword import KeywordIndex, terms
-from bot.types import Answer, Chunk, ScoredChunk, Turn
+from bot.retrieval import CorpusSnapshot, Retrieval
+from bot.types import Answer, Chunk, Question, ScoredChunk, Turn
 from tests.conftest import SEED_CORPUS, free_port
 from tests.stub_openai import StubOpenAI
 
@@ -86,6 +86,10 @@ def question(text: str, history: tuple[Turn, ...] = ()) -> Question:
     return Question(text, text, tuple(terms(text)), history=history)
 
 
+def retrieval(q: Question, hits: list[ScoredChunk], keyword: KeywordIndex) -> Retrieval:
+    return Retrieval(q, tuple(hits), CorpusSnapshot(keyword=keyword))
+
+
 def fake(*replies: str) -> FakeListChatModel:
     return FakeListChatModel(responses=list(replies))
 
@@ -128,7 +132,7 @@ def test_good_reply_quotes_chunks_verbatim_and_renumbers_markers(
         "Bessent praised progress on soybeans and rare earths [2]. "
         "He met He Lifeng at the World Economic Forum in Davos, Switzerland [1][2]."
     )
-    answer = llm_answerer(fake(reply)).answer(question("What did Bessent praise in Davos?"), hits, keyword)
+    answer = llm_answerer(fake(reply)).answer(retrieval(question("What did Bessent praise in Davos?"), hits, keyword))
 
     assert not answer.abstained and answer.note is None
     assert answer.text == (
@@ -153,7 +157,9 @@ def test_good_reply_quotes_chunks_verbatim_and_renumbers_markers(
 def test_quotes_never_come_from_the_reply(hits: list[ScoredChunk], keyword: KeywordIndex) -> None:
     """A reply that misquotes its passage still gets a quote taken from the chunk."""
     reply = "Bessent said soybean and rare-earth talks were a triumph for both nations [2]."
-    answer = llm_answerer(fake(reply)).answer(question("What did Bessent say about soybeans?"), hits, keyword)
+    answer = llm_answerer(fake(reply)).answer(
+        retrieval(question("What did Bessent say about soybeans?"), hits, keyword)
+    )
     (citation,) = answer.citations
     assert "triumph" not in citation.quote
     assert citation.quote in hits[1].chunk.text
@@ -162,7 +168,7 @@ def test_quotes_never_come_from_the_reply(hits: list[ScoredChunk], keyword: Keyw
 
 def test_generic_fake_model_and_markers_after_the_period(hits: list[ScoredChunk], keyword: KeywordIndex) -> None:
     model = GenericFakeChatModel(messages=iter([AIMessage(content="They met in Seoul. [3] Bessent leads. [3]")]))
-    answer = llm_answerer(model).answer(question("Where will He Lifeng meet U.S. officials?"), hits, keyword)
+    answer = llm_answerer(model).answer(retrieval(question("Where will He Lifeng meet U.S. officials?"), hits, keyword))
     assert answer.text == "They met in Seoul [1]. Bessent leads [1]."
     (citation,) = answer.citations
     assert citation.source == f"corpus/{SEOUL}"
@@ -176,7 +182,7 @@ def test_marker_of_a_missing_passage_is_removed_and_its_sentence_dropped(
         "Bessent met He Lifeng in Davos [1][7]. They also signed a currency treaty [7]. "
         "Tariffs stayed above 100 per cent [0]."
     )
-    answer = llm_answerer(fake(reply)).answer(question("Who did Bessent meet in Davos?"), hits, keyword)
+    answer = llm_answerer(fake(reply)).answer(retrieval(question("Who did Bessent meet in Davos?"), hits, keyword))
     assert answer.text == "Bessent met He Lifeng in Davos [1]."
     assert "treaty" not in answer.text and "[7]" not in answer.text
     assert len(answer.citations) == 1 and answer.citations[0].quote in hits[0].chunk.text
@@ -188,14 +194,14 @@ def test_uncited_sentences_are_dropped(hits: list[ScoredChunk], keyword: Keyword
         "Bessent met He Lifeng in Davos [1]. This was widely seen as a breakthrough. "
         "The passages don’t say what was agreed."
     )
-    answer = llm_answerer(fake(reply)).answer(question("Who did Bessent meet in Davos?"), hits, keyword)
+    answer = llm_answerer(fake(reply)).answer(retrieval(question("Who did Bessent meet in Davos?"), hits, keyword))
     assert answer.text == "Bessent met He Lifeng in Davos [1]."
 
 
 def test_reply_without_any_valid_marker_falls_back(hits: list[ScoredChunk], keyword: KeywordIndex) -> None:
     q = question("Who did Bessent meet in Davos?")
-    answer = llm_answerer(fake("Bessent met He Lifeng [9].")).answer(q, hits, keyword)
-    expected = ExtractiveAnswerer().answer(q, hits, keyword)
+    answer = llm_answerer(fake("Bessent met He Lifeng [9].")).answer(retrieval(q, hits, keyword))
+    expected = ExtractiveAnswerer().answer(retrieval(q, hits, keyword))
     assert answer == replace(expected, note=answer.note)
     assert answer.note == "the LLM's reply cited none of the passages; this is the extractive answer"
 
@@ -213,7 +219,7 @@ def test_reply_without_any_valid_marker_falls_back(hits: list[ScoredChunk], keyw
     ],
 )
 def test_sentinel_or_refusal_abstains(reply: str, hits: list[ScoredChunk], keyword: KeywordIndex) -> None:
-    answer = llm_answerer(fake(reply)).answer(question("What is the capital of Peru?"), hits, keyword)
+    answer = llm_answerer(fake(reply)).answer(retrieval(question("What is the capital of Peru?"), hits, keyword))
     assert answer.abstained
     assert answer.text.startswith("The corpus doesn't say.")
     assert NOT_IN_PASSAGES not in answer.text
@@ -224,7 +230,7 @@ def test_sentinel_or_refusal_abstains(reply: str, hits: list[ScoredChunk], keywo
 
 def test_no_hits_never_calls_the_model(keyword: KeywordIndex) -> None:
     model = fake("Should not be used [1].")
-    answer = llm_answerer(model).answer(question("Anything?"), [], keyword)
+    answer = llm_answerer(model).answer(retrieval(question("Anything?"), [], keyword))
     assert answer.abstained and answer.note is None
     assert model.i == 0
 
@@ -251,16 +257,16 @@ def test_model_errors_fall_back_with_a_note(
 ) -> None:
     caplog.set_level("DEBUG")
     q = question("Who did Bessent meet in Davos?")
-    answer = llm_answerer(BrokenModel(responses=[""], error=error)).answer(q, hits, keyword)
+    answer = llm_answerer(BrokenModel(responses=[""], error=error)).answer(retrieval(q, hits, keyword))
     assert answer.note == f"{note}; this is the extractive answer"
-    assert replace(answer, note=None) == ExtractiveAnswerer().answer(q, hits, keyword)
+    assert replace(answer, note=None) == ExtractiveAnswerer().answer(retrieval(q, hits, keyword))
     assert SECRET not in caplog.text and SECRET not in answer.note
 
 
 def test_slow_model_hits_the_deadline(hits: list[ScoredChunk], keyword: KeywordIndex) -> None:
     started = time.monotonic()
     answer = llm_answerer(FakeListChatModel(responses=["late [1]."], sleep=3), timeout=0.3).answer(
-        question("Who did Bessent meet in Davos?"), hits, keyword
+        retrieval(question("Who did Bessent meet in Davos?"), hits, keyword)
     )
     assert time.monotonic() - started < 2
     assert answer.note == "the LLM did not answer within 0.3 s; this is the extractive answer"
@@ -318,7 +324,7 @@ def test_stub_good_reply(stub: StubOpenAI, hits: list[ScoredChunk], keyword: Key
     stub.reply("Bessent met He Lifeng in Davos [3][1]. He praised progress on soybeans and rare earths [2].")
     history = (Turn("Where is the World Economic Forum held?", "In Davos [1]."),)
     q = question("Who did Bessent meet there?", history)
-    answer = real_answerer(stub_settings(stub.url)).answer(q, hits, keyword)
+    answer = real_answerer(stub_settings(stub.url)).answer(retrieval(q, hits, keyword))
 
     assert answer.note is None and not answer.abstained
     assert answer.text == "Bessent met He Lifeng in Davos [1][2]. He praised progress on soybeans and rare earths [3]."
@@ -339,7 +345,9 @@ def test_stub_good_reply(stub: StubOpenAI, hits: list[ScoredChunk], keyword: Key
 
 def test_stub_sentinel_abstains(stub: StubOpenAI, hits: list[ScoredChunk], keyword: KeywordIndex) -> None:
     stub.reply(NOT_IN_PASSAGES)
-    answer = real_answerer(stub_settings(stub.url)).answer(question("Who won the 1998 World Cup?"), hits, keyword)
+    answer = real_answerer(stub_settings(stub.url)).answer(
+        retrieval(question("Who won the 1998 World Cup?"), hits, keyword)
+    )
     assert answer.abstained and answer.note is None
 
 
@@ -349,29 +357,31 @@ def test_stub_timeout_falls_back_in_bounded_time(
     stub.hang(30)
     q = question("Who did Bessent meet in Davos?")
     started = time.monotonic()
-    answer = real_answerer(stub_settings(stub.url, timeout=1.0)).answer(q, hits, keyword)
+    answer = real_answerer(stub_settings(stub.url, timeout=1.0)).answer(retrieval(q, hits, keyword))
     elapsed = time.monotonic() - started
     assert elapsed < 4, f"took {elapsed:.1f} s"
     assert answer.note == "the LLM did not answer within 1 s; this is the extractive answer"
-    assert replace(answer, note=None) == ExtractiveAnswerer().answer(q, hits, keyword)
+    assert replace(answer, note=None) == ExtractiveAnswerer().answer(retrieval(q, hits, keyword))
 
 
 def test_stub_http_500_falls_back(stub: StubOpenAI, hits: list[ScoredChunk], keyword: KeywordIndex) -> None:
     stub.fail(500)
-    answer = real_answerer(stub_settings(stub.url, timeout=5)).answer(question("Who met in Davos?"), hits, keyword)
+    answer = real_answerer(stub_settings(stub.url, timeout=5)).answer(
+        retrieval(question("Who met in Davos?"), hits, keyword)
+    )
     assert answer.note == "the LLM returned HTTP 500 (InternalServerError); this is the extractive answer"
     assert answer.citations and not answer.abstained
 
 
 def test_stub_malformed_body_falls_back(stub: StubOpenAI, hits: list[ScoredChunk], keyword: KeywordIndex) -> None:
     stub.malformed("{not json")
-    answer = real_answerer(stub_settings(stub.url)).answer(question("Who met in Davos?"), hits, keyword)
+    answer = real_answerer(stub_settings(stub.url)).answer(retrieval(question("Who met in Davos?"), hits, keyword))
     assert answer.note is not None and answer.note.endswith("; this is the extractive answer")
 
 
 def test_unreachable_server_falls_back(hits: list[ScoredChunk], keyword: KeywordIndex) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    answer = real_answerer(stub_settings(url)).answer(question("Who met in Davos?"), hits, keyword)
+    answer = real_answerer(stub_settings(url)).answer(retrieval(question("Who met in Davos?"), hits, keyword))
     assert answer.note == "the LLM was unreachable (APIConnectionError); this is the extractive answer"
 
 
@@ -382,7 +392,7 @@ def test_the_key_never_leaks(
     # Like OpenAI's own 401, the error body repeats the key.
     stub.fail(401, message=f"Incorrect API key provided: {SECRET}")
     answerer = real_answerer(stub_settings(stub.url, key=SECRET))
-    answer = answerer.answer(question("Who met in Davos?"), hits, keyword)
+    answer = answerer.answer(retrieval(question("Who met in Davos?"), hits, keyword))
 
     assert stub.requests[0].headers["authorization"] == f"Bearer {SECRET}"  # the key was used...
     assert answer.note == "the LLM returned HTTP 401 (AuthenticationError); this is the extractive answer"

@@ -15,13 +15,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bot.answering import Question
+from bot.answering.citations import citation, compose, quotable_sentences
 from bot.embeddings import Embedder
 from bot.keyword import KeywordIndex, terms, words
-from bot.text import sentence_spans
-from bot.types import Answer, Chunk, Citation, ScoredChunk
-
-BULLET_CHARS = "-•*✓–—·> \t"
+from bot.retrieval import Retrieval
+from bot.types import Answer, Question, ScoredChunk
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,8 @@ class ExtractiveAnswerer:
         self._vectors: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def answer(self, question: Question, hits: list[ScoredChunk], keyword: KeywordIndex) -> Answer:
+    def answer(self, retrieval: Retrieval) -> Answer:
+        question, hits, keyword = retrieval.question, list(retrieval.hits), retrieval.snapshot.keyword
         candidates = self.candidates(question, hits, keyword)
         if not candidates or not self.supported(candidates[0], hits):
             return abstain(question.text, hits, self.settings.closest_similarity)
@@ -211,36 +210,6 @@ def offers_answer_type(question: Question, quotes: list[str]) -> bool:
     return any(match.group(0).lower() not in question_words for quote in quotes for match in wanted.finditer(quote))
 
 
-def quotable_sentences(chunk: Chunk) -> list[tuple[int, int, bool]]:
-    """The chunk's sentences worth quoting, as (start, end, right under a heading) offsets into `chunk.text`.
-
-    Bullet marks are trimmed off; headings and the title line are left out (they are labels, not statements).
-    """
-    heading = chunk.heading.rsplit(" > ", 1)[-1]
-    sentences = []
-    after_heading = False
-    for start, end in sentence_spans(chunk.text):
-        while start < end and chunk.text[start] in BULLET_CHARS:
-            start += 1
-        quote = chunk.text[start:end]
-        if not quote or quote.startswith("#") or quote in (heading, chunk.title):
-            after_heading = bool(heading) and (quote.startswith("#") or quote == heading)
-            continue
-        sentences.append((start, end, after_heading))
-        after_heading = False
-    return sentences
-
-
-def compose(question: str, quotes: list[tuple[ScoredChunk, int, int, str]]) -> Answer:
-    """An answer made of the quotes themselves, each marked with its citation number."""
-    sentences = []
-    citations = []
-    for n, (hit, start, end, quote) in enumerate(quotes, start=1):
-        citations.append(citation(n, hit, start, end, quote))
-        sentences.append(with_markers(quote, [n]))
-    return Answer(question=question, text=" ".join(sentences), citations=tuple(citations), abstained=False)
-
-
 def abstain(question: str, hits: list[ScoredChunk], closest_similarity: float, reason: str = "") -> Answer:
     """The corpus does not answer: say so, and name the closest passages when they are on topic at all."""
     closest = [hit for hit in hits[:2] if hit.similarity >= closest_similarity]
@@ -251,26 +220,4 @@ def abstain(question: str, hits: list[ScoredChunk], closest_similarity: float, r
     if citations:
         markers = " and ".join(f"[{citation.n}]" for citation in citations)
         text += f" The closest passages I found are {markers}, but they don't answer the question."
-    return Answer(question=question, text=text, citations=citations, abstained=True)
-
-
-def citation(n: int, hit: ScoredChunk, start: int, end: int, quote: str) -> Citation:
-    return Citation(
-        n=n,
-        source=hit.source,
-        title=hit.chunk.title,
-        start=start,
-        end=end,
-        quote=quote,
-        score=hit.similarity,
-        page=hit.chunk.page,
-    )
-
-
-def with_markers(sentence: str, numbers: list[int]) -> str:
-    """ "... summit." + [1, 2] -> "... summit [1][2]." (the markers sit inside the sentence they support)."""
-    markers = "".join(f"[{n}]" for n in numbers)
-    stripped = sentence.rstrip()
-    if stripped and stripped[-1] in ".!?" and not stripped.endswith(".."):
-        return f"{stripped[:-1]} {markers}{stripped[-1]}"
-    return f"{stripped} {markers}"
+    return Answer(question=question, text=text, citations=citations, support="closest" if citations else "none")

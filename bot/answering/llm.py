@@ -31,22 +31,16 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable
 from pydantic import SecretStr
 
-from bot.answering import Answerer, Question
-from bot.answering.extractive import (
-    BULLET_CHARS,
-    ExtractiveAnswerer,
-    ExtractiveSettings,
-    abstain,
-    citation,
-    quotable_sentences,
-    with_markers,
-)
+from bot.answering import Answerer
+from bot.answering.citations import BULLET_CHARS, citation, quotable_sentences, with_markers
+from bot.answering.extractive import ExtractiveAnswerer, ExtractiveSettings, abstain
 from bot.answering.prompts import NOT_IN_PASSAGES, answer_prompt, format_conversation, format_passage
 from bot.config import LLMProvider, Settings
 from bot.errors import ConfigError
 from bot.keyword import KeywordIndex, terms
+from bot.retrieval import Retrieval
 from bot.text import sentence_spans
-from bot.types import Answer, Citation, ScoredChunk
+from bot.types import Answer, Citation, Question, ScoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +182,14 @@ class LLMAnswerer:
         name = getattr(self.model, "model_name", None) or getattr(self.model, "model", None) or ""
         return f"LLMAnswerer({type(self.model).__name__}({name!r}), timeout={self.timeout})"
 
-    def answer(self, question: Question, hits: list[ScoredChunk], keyword: KeywordIndex) -> Answer:
-        if not hits:  # nothing to cite: the model could only make things up
-            return self.fallback.answer(question, hits, keyword)
+    def answer(self, retrieval: Retrieval) -> Answer:
+        if not retrieval.hits:  # nothing to cite: the model could only make things up
+            return self.fallback.answer(retrieval)
         try:
-            reply = self._invoke(self.prompt_inputs(question, hits))
+            reply = self._invoke(self.prompt_inputs(retrieval.question, retrieval.hits))
         except Exception as exc:
-            return self._fall_back(question, hits, keyword, failure_reason(exc, self.timeout))
-        return self.interpret(reply, question, hits, keyword)
+            return self._fall_back(retrieval, failure_reason(exc, self.timeout))
+        return self.interpret(reply, retrieval)
 
     def prompt_inputs(self, question: Question, hits: Sequence[ScoredChunk]) -> dict[str, str]:
         """The prompt variables: the numbered passages, the conversation so far and the question."""
@@ -208,14 +202,15 @@ class LLMAnswerer:
         conversation = format_conversation([(turn.question, _strip_markers(turn.answer)) for turn in turns])
         return {"passages": passages, "conversation": conversation, "question": question.text}
 
-    def interpret(self, reply: str, question: Question, hits: list[ScoredChunk], keyword: KeywordIndex) -> Answer:
+    def interpret(self, reply: str, retrieval: Retrieval) -> Answer:
         """Turn the model's reply into an `Answer` whose markers, citations and quotes are all checked."""
+        question, hits, keyword = retrieval.question, retrieval.hits, retrieval.snapshot.keyword
         reply = _THINKING.sub("", reply).strip()
         if not reply:
-            return self._fall_back(question, hits, keyword, "the LLM returned an empty reply")
+            return self._fall_back(retrieval, "the LLM returned an empty reply")
         sentences = split_reply(reply)
         if _SENTINEL.search(reply) or (sentences and all(sentence.refusal for sentence in sentences)):
-            return abstain(question.text, hits, self.closest_similarity)
+            return abstain(question.text, list(hits), self.closest_similarity)
 
         kept: list[tuple[str, list[int]]] = []  # (sentence, valid 0-based passage indexes in order)
         for sentence in sentences:
@@ -225,7 +220,7 @@ class LLMAnswerer:
             else:
                 log.debug("dropped a reply sentence without a valid marker (cited %s)", list(sentence.cited))
         if not kept:
-            return self._fall_back(question, hits, keyword, "the LLM's reply cited none of the passages")
+            return self._fall_back(retrieval, "the LLM's reply cited none of the passages")
 
         order = list(dict.fromkeys(index for _, indexes in kept for index in indexes))
         number = {index: n for n, index in enumerate(order, start=1)}
@@ -234,7 +229,7 @@ class LLMAnswerer:
             self._quote(number[index], hits[index], [s for s, indexes in kept if index in indexes], question, keyword)
             for index in order
         )
-        return Answer(question=question.text, text=text, citations=citations, abstained=False)
+        return Answer(question=question.text, text=text, citations=citations, support="answered")
 
     def _quote(
         self, n: int, hit: ScoredChunk, citing: list[str], question: Question, keyword: KeywordIndex
@@ -297,9 +292,9 @@ class LLMAnswerer:
             raise result
         return result
 
-    def _fall_back(self, question: Question, hits: list[ScoredChunk], keyword: KeywordIndex, reason: str) -> Answer:
+    def _fall_back(self, retrieval: Retrieval, reason: str) -> Answer:
         log.warning("%s; answering with the %s answerer", reason, self.fallback_name)
-        answer = self.fallback.answer(question, hits, keyword)
+        answer = self.fallback.answer(retrieval)
         return replace(answer, note=f"{reason}; this is the {self.fallback_name} answer")
 
 

@@ -13,7 +13,6 @@ from bot.discord_app.bot import NO_MENTIONS
 from bot.discord_app.cogs.feedback import feedback_view
 from bot.discord_app.errors import polite_message
 from bot.discord_app.render import question_from_mention, render_answer, render_error, thread_name
-from bot.types import Turn
 
 if TYPE_CHECKING:
     from bot.discord_app.bot import CitebotBot
@@ -89,4 +88,4 @@ class AskCog(commands.Cog):
         except Exception as exc:
             await thread.send(render_error(polite_message(exc, where)), allowed_mentions=NO_MENTIONS)
             return
-        self.bot.conversations.add(thread.id, Turn(question, answer.text))
+        self.bot.conversations.add(thread.id, answer.turn())
