@@ -20,7 +20,7 @@ from pydantic import ConfigDict
 from bot.embeddings import Embedder
 from bot.keyword import KeywordIndex, terms, words
 from bot.store import ChunkStore
-from bot.types import Chunk, DocumentRecord, Question, ScoredChunk, embedding_text
+from bot.types import Chunk, ChunkSentences, DocumentRecord, Question, ScoredChunk, embedding_text
 
 # Fusion: a convex combination of the two normalized scores (BM25 over its best, cosine min-max over the
 # candidates). Tuned on SQuAD's development split, it beat reciprocal rank fusion (k=60) and both rankings alone at
@@ -40,6 +40,7 @@ class CorpusSnapshot:
     chunks: list[Chunk] = field(default_factory=list)
     keyword: KeywordIndex = field(default_factory=lambda: KeywordIndex([]))
     position: dict[str, int] = field(default_factory=dict)  # chunk id -> index in `chunks`
+    sentences: dict[str, ChunkSentences] = field(default_factory=dict)  # chunk id -> vectors stored at ingestion
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,12 @@ class HybridSearcher:
         documents = self._store.documents()
         kept = [chunk for chunk in previous.chunks if chunk.doc_id in documents]
         known = {chunk.doc_id for chunk in kept}
-        chunks = kept + self._store.chunks_of(doc_id for doc_id in documents if doc_id not in known)
-        chunks.sort(key=lambda chunk: (chunk.doc_id, chunk.position))
+        sentences = {chunk.id: previous.sentences[chunk.id] for chunk in kept if chunk.id in previous.sentences}
+        for chunk, found in self._store.chunks_of(doc_id for doc_id in documents if doc_id not in known):
+            kept.append(chunk)
+            if found is not None:
+                sentences[chunk.id] = found
+        chunks = sorted(kept, key=lambda chunk: (chunk.doc_id, chunk.position))
         current = {chunk.id for chunk in chunks}
         self._terms = {chunk_id: tokens for chunk_id, tokens in self._terms.items() if chunk_id in current}
         for chunk in chunks:
@@ -94,6 +99,7 @@ class HybridSearcher:
             chunks=chunks,
             keyword=keyword,
             position={chunk.id: index for index, chunk in enumerate(chunks)},
+            sentences=sentences,
         )
 
     def search(

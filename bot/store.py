@@ -12,6 +12,7 @@ what lets the next run find and remove the leftovers.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ import numpy as np
 from bot.config import Settings
 from bot.embeddings import Embedder
 from bot.errors import StoreError
-from bot.types import Chunk, DocumentRecord
+from bot.types import Chunk, ChunkSentences, DocumentRecord
 
 log = logging.getLogger(__name__)
 
@@ -235,20 +236,25 @@ class ChunkStore:
 
     # -- chunks --------------------------------------------------------------------------------------------
 
-    def add_chunks(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def add_chunks(
+        self, chunks: Sequence[Chunk], vectors: np.ndarray, sentences: Sequence[ChunkSentences] | None = None
+    ) -> None:
+        """Write chunks with their vectors and, when given, their sentence vectors (kept in the chunk's record)."""
         begin = 0
         for part in self._batched(chunks):
+            kept = sentences[begin : begin + len(part)] if sentences is not None else [None] * len(part)
             self._call(
                 "write chunks",
                 self._chunk_collection.upsert,
                 ids=[chunk.id for chunk in part],
                 embeddings=vectors[begin : begin + len(part)],
                 documents=[chunk.text for chunk in part],
-                metadatas=[_chunk_metadata(chunk) for chunk in part],
+                metadatas=[_chunk_metadata(chunk, found) for chunk, found in zip(part, kept, strict=True)],
             )
             begin += len(part)
 
-    def chunks_of(self, doc_ids: Iterable[str]) -> list[Chunk]:
+    def chunks_of(self, doc_ids: Iterable[str]) -> list[tuple[Chunk, ChunkSentences | None]]:
+        """The documents' chunks, each with its sentence vectors when ingestion stored them."""
         ids = list(doc_ids)
         if not ids:
             return []
@@ -259,7 +265,7 @@ class ChunkStore:
             include=["documents", "metadatas"],
         )
         return [
-            _chunk_from(chunk_id, text, metadata)
+            (_chunk_from(chunk_id, text, metadata), _sentences_from(metadata))
             for chunk_id, text, metadata in zip(
                 result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True
             )
@@ -320,7 +326,7 @@ def _optional(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _chunk_metadata(chunk: Chunk) -> dict[str, str | int]:
+def _chunk_metadata(chunk: Chunk, sentences: ChunkSentences | None = None) -> dict[str, str | int]:
     metadata: dict[str, str | int] = {
         "doc_id": chunk.doc_id,
         "title": chunk.title,
@@ -331,7 +337,30 @@ def _chunk_metadata(chunk: Chunk) -> dict[str, str | int]:
     }
     if chunk.page is not None:
         metadata["page"] = chunk.page
+    if sentences is not None:
+        # Sentence vectors ride in the chunk's own record (half precision, base64): written and deleted with it,
+        # so they can never disagree with it, and kept out of the vector index nobody searches them by.
+        metadata["sentence_spans"] = json.dumps([[start, end, int(after)] for start, end, after in sentences.spans])
+        metadata["sentence_vectors"] = _pack(sentences.vectors)
+        metadata["heading_vector"] = _pack(sentences.heading)
     return metadata
+
+
+def _pack(vectors: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vectors, dtype="<f2").tobytes()).decode("ascii")
+
+
+def _unpack(packed: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(packed), dtype="<f2").astype(np.float32)
+
+
+def _sentences_from(metadata: Any) -> ChunkSentences | None:
+    if "sentence_spans" not in metadata:
+        return None  # written before sentence vectors were stored: the answerer embeds them on first use
+    spans = tuple((int(start), int(end), bool(after)) for start, end, after in json.loads(metadata["sentence_spans"]))
+    heading = _unpack(str(metadata["heading_vector"]))
+    vectors = _unpack(str(metadata["sentence_vectors"])).reshape(len(spans), heading.shape[0])
+    return ChunkSentences(spans, vectors, heading)
 
 
 def _chunk_from(chunk_id: str, text: str | None, metadata: Any) -> Chunk:
