@@ -99,7 +99,7 @@ def _fresh_embedded_client(path: Path) -> Any:
         anonymized_telemetry=False, allow_reset=False, is_persistent=True, persist_directory=str(path)
     )
     system = System(settings)
-    system.instance(ServerAPI)
+    system.instance(ServerAPI)  # type: ignore[type-abstract]  # as chromadb itself does
     system.start()
     return Client.from_system(system)
 
