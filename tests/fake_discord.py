@@ -891,16 +891,24 @@ class FakeDiscord:
         return channel
 
     async def open_thread(
-        self, parent_id: str | int, owner: FakeUser | None = None, name: str = "a thread", content: str | None = None
+        self,
+        parent_id: str | int,
+        owner: FakeUser | None = None,
+        name: str = "a thread",
+        content: str | None = None,
+        *,
+        from_message: str | None = None,
     ) -> JSONDict:
-        """A thread someone else started (``owner``, default the default user) and, in a forum, its post.
+        """A thread someone else started (``owner``, default the default user): from a message (it then has the
+        message's id), or on its own; in a forum, with its post.
 
         A forum holds only threads; a post's first message has the thread's id
         (https://discord.com/developers/docs/resources/channel#start-thread-in-forum-or-media-channel).
         """
         parent = self.channels[str(parent_id)]
         owner = owner or self.default_user
-        thread = self._new_thread(parent, snowflake(), CHANNEL_PUBLIC_THREAD, {"name": name}, owner)
+        thread_id = from_message or snowflake()
+        thread = self._new_thread(parent, thread_id, CHANNEL_PUBLIC_THREAD, {"name": name}, owner)
         guild_id = parent.get("guild_id")
         await self._dispatch_to(self._session_for_guild(guild_id), "THREAD_CREATE", {**thread, "newly_created": True})
         if parent["type"] == CHANNEL_FORUM:
@@ -1831,7 +1839,9 @@ class FakeDiscord:
         return next((g for g in self.guilds if g.id == guild_id), None)
 
     def _channel_payload(self, guild: FakeGuild, channel: FakeChannel) -> JSONDict:
+        voice = {"bitrate": 64000, "user_limit": 0, "rtc_region": None} if channel.type == CHANNEL_VOICE else {}
         return {
+            **voice,
             "id": channel.id,
             "type": channel.type,
             "guild_id": guild.id,

@@ -123,8 +123,8 @@ def _citation(n: int, quote: str, title: str = "Title", source: str = "corpus/x.
     return Citation(n=n, source=source, title=title, start=0, end=len(quote), quote=quote, score=1.0)
 
 
-@pytest.fixture
-def engine(settings: Settings, corpus: Path) -> Engine:
+@pytest.fixture(name="engine")
+def real_engine(settings: Settings, corpus: Path) -> Engine:
     """The real engine over a copy of the seed corpus, with the hashing embedder."""
     engine = Engine(settings)
     IngestPipeline(engine.store, engine.embedder).run([corpus])
