@@ -80,22 +80,27 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(settings: Settings) -> None:
-    """INFO to stderr, as text (discord.py's format) or JSON lines; leaves an already configured root alone.
+    """INFO and above to stderr, as text or as JSON lines (`CITEBOT_LOG_FORMAT`).
+
+    The CLI has already set up a stderr handler (at WARNING, for the other commands); a bot's start-up and
+    answer lines are INFO, so the level is lowered, never raised (`-v` keeps DEBUG), and in JSON mode the plain
+    stderr handlers get the JSON formatter. Other handlers (a test's log capture) are left alone.
 
     Also silences discord.py's voice warnings (PyNaCl, davey): citebot has no voice features, and a warning at
     every start about a feature nobody uses teaches operators to ignore warnings.
     """
     discord.VoiceClient.warn_nacl = False
     discord.VoiceClient.warn_dave = False
-    if logging.getLogger().handlers:
-        return
+    root = logging.getLogger()
+    if not root.handlers:
+        stderr = logging.StreamHandler(sys.stderr)
+        stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(stderr)
+    root.setLevel(min(root.level or logging.WARNING, logging.INFO))
     if settings.log_format == "json":
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(logging.INFO)
-    else:
-        discord.utils.setup_logging(level=logging.INFO)
+        for handler in root.handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.setFormatter(JsonFormatter())
 
 
 def log_answer(
