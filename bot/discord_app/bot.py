@@ -40,6 +40,9 @@ INTERACTION_LIFETIME = timedelta(minutes=15)
 START_MARGIN = timedelta(minutes=2)
 NUDGE_SECONDS = 8.0
 SHUTDOWN_GRACE_SECONDS = 10.0
+# Touched while the gateway is connected, for container healthchecks (deploy/Dockerfile reads its age).
+HEARTBEAT_FILE = "discord.heartbeat"
+HEARTBEAT_SECONDS = 30.0
 NO_MENTIONS = discord.AllowedMentions.none()
 
 Farewell = Callable[[], Awaitable[None]]
@@ -117,6 +120,7 @@ class CitebotBot(commands.AutoShardedBot):
         start_margin: timedelta = START_MARGIN,
         nudge_seconds: float = NUDGE_SECONDS,
         shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
         **options: Any,
     ) -> None:
         options.setdefault("shard_count", settings.discord_shard_count)
@@ -137,6 +141,8 @@ class CitebotBot(commands.AutoShardedBot):
         self.start_margin = start_margin
         self.nudge_seconds = nudge_seconds
         self.shutdown_grace = shutdown_grace
+        self.heartbeat_seconds = heartbeat_seconds
+        self._heartbeat: asyncio.Task[None] | None = None
         self.accepting = True
         # Answering is CPU-bound and blocking: it runs in these threads, never on the event loop, so the
         # gateway heartbeat keeps going; the semaphore bounds how many questions are answered at once and
@@ -173,6 +179,7 @@ class CitebotBot(commands.AutoShardedBot):
         await self.add_cog(InfoCog(self))
         await self.add_cog(FeedbackCog(self))
         self.add_dynamic_items(FeedbackButton)
+        self._heartbeat = asyncio.create_task(self.beat())
         if self.shard_ids is None or 0 in self.shard_ids:
             await self.sync_commands()
         else:
@@ -214,6 +221,15 @@ class CitebotBot(commands.AutoShardedBot):
                 f"citebot: cannot sync commands to CITEBOT_DISCORD_GUILD_ID={guild_id} ({exc.status} {exc.text}): "
                 "invite the bot to that server, or fix or unset the id"
             ) from None
+
+    async def beat(self) -> None:
+        """Touch the heartbeat file every `heartbeat_seconds` while a shard of this process is connected."""
+        path = self.settings.data_dir / HEARTBEAT_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while not self.is_closed():
+            if self.is_ready() and any(not shard.is_closed() for shard in self.shards.values()):
+                await asyncio.to_thread(path.touch)
+            await asyncio.sleep(self.heartbeat_seconds)
 
     async def on_ready(self) -> None:
         log.info("connected as %s to %d guild(s), %s shard(s)", self.user, len(self.guilds), self.shard_count)
@@ -329,5 +345,7 @@ class CitebotBot(commands.AutoShardedBot):
             log.warning("could not tell the user about the failure of /%s: %s %s", command, exc.status, exc.text)
 
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         await super().close()
         self.answer_pool.shutdown(wait=False, cancel_futures=True)
