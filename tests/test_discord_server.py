@@ -172,11 +172,22 @@ async def test_direct_messages_get_a_note_unless_enabled(settings: Settings, eng
             await fake.dispatch_message(SEOUL, channel_id=dm["id"])
             note = await fake.wait_for_channel_message(dm["id"], WAIT)
             assert note["content"].startswith("I only answer in servers") and not note["embeds"]
+            slash = await fake.dispatch_slash_command(
+                "ask", {"question": SEOUL}, channel_id=dm["id"], require_synced=False
+            )
+            refused = await fake.wait_for_callback(slash, WAIT)
+            assert refused.json["data"]["content"].startswith("I only answer in servers")
+            assert refused.json["data"]["flags"] & 64
         enabled = settings.model_copy(update={"discord_dms": True})
         async with running_bot(enabled, engine, fake):
             await fake.dispatch_message(SEOUL, channel_id=dm["id"])
-            await fake.wait_until(lambda: len(bot_messages(fake, dm["id"])) == 2, WAIT, "the DM answer")
-            assert "neutral staging ground" in embed_text(bot_messages(fake, dm["id"])[1]["embeds"][0])
+            answered = await fake.wait_for_channel_message(dm["id"], WAIT, lambda m: bool(m["embeds"]))
+            assert "neutral staging ground" in embed_text(answered["embeds"][0])
+            slash = await fake.dispatch_slash_command(
+                "ask", {"question": SEOUL}, channel_id=dm["id"], require_synced=False
+            )
+            answer = await fake.wait_for_original_edit(slash, WAIT)
+            assert "neutral staging ground" in embed_text(answer.json["embeds"][0])
     assert fake.violations == []
 
 

@@ -1,10 +1,12 @@
 """citebot's Discord adapter: `citebot discord` calls `main(settings)`.
 
-The only package of citebot that imports discord. Layout: `bot.py` (the client, its answering pool and its error
-handler), `cogs/` (thin: parse, ask, render), `render.py` (pure Answer -> embed functions within Discord's limits),
-`conversations.py` (thread history), `errors.py` (polite replies). Startup lives here: settings checks, logging
-with token redaction, REST/gateway routing, engine warm-up, and the restart without the message content intent
-when Discord refuses it (close code 4014).
+The only package of citebot that imports discord. Layout: `bot.py` (the client: answer queue, in-flight work,
+shutdown, command sync, error handler), `cogs/` (thin: parse, ask, render), `render.py` (pure Answer -> embed
+functions within Discord's limits), `conversations.py` (who a message is addressed to, and conversations rebuilt
+from Discord's own history), `logs.py` (token redaction, JSON lines, the line per answer), `errors.py` (polite
+replies). Startup lives here: settings checks, REST/gateway routing, log in before the engine warms up, the
+restart without the message content intent when Discord refuses it (close code 4014), and graceful shutdown on
+SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ async def serve(
                         log.info("logged in; warming up the engine")
                         await asyncio.to_thread(engine.warm_up)
                         warmed = True
-                        log.info(describe_startup(settings, engine, bot))
+                        log.info(await asyncio.to_thread(describe_startup, settings, engine, bot))
                     if bot.accepting:
                         await bot.connect(reconnect=reconnect)
                 return 0

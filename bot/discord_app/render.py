@@ -212,7 +212,8 @@ def render_help() -> discord.Embed:
     text = (
         "I answer questions from the indexed documents and quote the passages I used, verbatim, with [n] markers.\n"
         "• `/ask question:` — ask a question; the answer cites its sources.\n"
-        "• Mention me in a channel — I answer in a new thread; reply in that thread for follow-ups.\n"
+        "• Mention me in a channel — I answer in a new thread, where your follow-ups need no mention; elsewhere, "
+        "mention me or reply to one of my answers.\n"
         "• `/sources` — list the indexed documents.\n"
         "• 👍 / 👎 under an answer — tell us whether it helped; votes improve the evaluation set.\n"
         "When the documents do not say, I say so instead of guessing."
