@@ -183,6 +183,14 @@ class ChunkStore:
         with self._lock:
             self._handles = fresh
 
+    def close(self) -> None:
+        """Release the index (an embedded one's files), e.g. before another process writes it. Only for a store
+        no other thread is using; the next call reopens it."""
+        with self._lock:
+            handles, self._handles = self._handles, None
+        if handles is not None:
+            handles.client.close()
+
     @property
     def _chunk_collection(self) -> Any:
         return self._open().chunks

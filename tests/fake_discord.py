@@ -1992,7 +1992,8 @@ class FakeDiscord:
         mentions += [u for u in extra_mentions if u not in mentions]
         guild_id = self._channel_guild.get(channel_id)
         guild = self._guild_by_id(guild_id)
-        roles = [r for r in re.findall(r"<@&(\d+)>", content) if guild is not None and r == guild.bot_role_id]
+        known_roles = (guild.id, guild.bot_role_id) if guild is not None else ()
+        roles = [role for role in re.findall(r"<@&(\d+)>", content) if role in known_roles]
         reference = body.get("message_reference")
         referenced = None
         if isinstance(reference, Mapping) and reference.get("message_id"):

@@ -108,6 +108,18 @@ async def test_in_its_thread_the_bot_answers_the_asker_and_whoever_addresses_it(
     assert fake.violations == []
 
 
+async def test_a_mention_of_the_bots_role_counts_as_a_mention(settings: Settings, engine: Engine) -> None:
+    """Picking the bot in the mention list often inserts its managed role (<@&id>), not the user."""
+    async with FakeDiscord(token=TOKEN) as fake, running_bot(settings, engine, fake):
+        asked = await fake.dispatch_message(f"<@&{fake.guild.bot_role_id}> {SEOUL}")
+        answer = await fake.wait_for_channel_message(asked["id"], WAIT)
+        assert "neutral staging ground" in embed_text(answer["embeds"][0])
+        other_role = await fake.dispatch_message(f"<@&{fake.guild.id}> {SEOUL}")  # @everyone's role: not the bot
+        await settle(fake)
+        assert other_role["id"] not in fake.channels
+    assert fake.violations == []
+
+
 async def test_follow_ups_survive_a_restart(settings: Settings, engine: Engine) -> None:
     """The conversation is read back from the thread: a new process answers the asker's follow-up in context."""
     async with FakeDiscord(token=TOKEN) as fake:
