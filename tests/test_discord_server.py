@@ -356,7 +356,7 @@ def _vote_many(path: str, answer_ids: list[str], voter: int, start: Any) -> None
 def test_several_processes_voting_at_once_lose_no_vote(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path / "feedback.sqlite3")
     answer_ids = [store.record_answer(Answer(f"q{i}", "a", (), "answered")) for i in range(50)]
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")  # the workers only open SQLite: nothing to inherit badly
     start = context.Event()
     workers = [
         context.Process(target=_vote_many, args=(str(store.path), answer_ids, voter, start)) for voter in range(4)
