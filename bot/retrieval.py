@@ -54,25 +54,41 @@ class Retrieval:
 
 
 class HybridSearcher:
+    """Searches one immutable `CorpusSnapshot` per question; a newer corpus is swapped in whole.
+
+    Why no lock around readers: a reload (reopening the index, reading every document record, re-indexing the
+    keywords) can take seconds on a large corpus, and questions must not wait for it. One thread reloads while
+    the others keep answering from the snapshot they hold; the new snapshot replaces the old with a single
+    assignment. Only the very first load blocks, since there is nothing to answer from before it.
+    """
+
     def __init__(self, store: ChunkStore, embedder: Embedder, refresh_seconds: float = 1.0) -> None:
         self._store = store
         self._embedder = embedder
         self._refresh_seconds = refresh_seconds
         self._snapshot = CorpusSnapshot()
+        self._loaded = False
         self._checked_at = -float("inf")
-        self._lock = threading.Lock()
+        self._reload = threading.Lock()  # one reloader at a time; readers never take it after the first load
         self._terms: dict[str, list[str]] = {}  # chunk id -> analyzed terms, so a refresh only analyzes new chunks
 
     def snapshot(self) -> CorpusSnapshot:
         """The current corpus, renewed when another write happened (checked at most once per refresh period)."""
-        with self._lock:
+        if time.monotonic() - self._checked_at < self._refresh_seconds:
+            return self._snapshot
+        if not self._reload.acquire(blocking=not self._loaded):
+            return self._snapshot  # another thread is reloading: answer from the snapshot we have
+        try:
             now = time.monotonic()
             if now - self._checked_at >= self._refresh_seconds:
-                self._checked_at = now
                 generation = self._store.generation()
-                if generation != self._snapshot.generation:
+                if generation != self._snapshot.generation or not self._loaded:
                     self._snapshot = self._load(generation)
+                    self._loaded = True
+                self._checked_at = now
             return self._snapshot
+        finally:
+            self._reload.release()
 
     def _load(self, generation: str) -> CorpusSnapshot:
         previous = self._snapshot

@@ -91,9 +91,7 @@ def open_store(settings: Settings) -> Iterator[ChunkStore]:
     try:
         yield store
     finally:
-        client = store._client  # ChunkStore has no close(); the Chroma client does
-        if client is not None:
-            client.close()
+        store.close()
 
 
 @dataclass(frozen=True)
