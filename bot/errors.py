@@ -8,7 +8,8 @@ CitebotError
 │   └── SkippedFile      deliberately not indexed (does not fail the run)
 │       ├── UnsupportedFile  a file type citebot does not read
 │       └── EmptyFile        a file with no text
-└── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
+├── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
+└── ConsoleError         the operator console cannot listen on its address (e.g. the port is taken)
 """
 
 from __future__ import annotations
@@ -51,4 +52,8 @@ class QuestionError(CitebotError):
 
 
 class AnswerError(CitebotError):
+    pass
+
+
+class ConsoleError(CitebotError):
     pass

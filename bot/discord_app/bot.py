@@ -131,9 +131,13 @@ class CitebotBot(commands.AutoShardedBot):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.answer_pool, functools.partial(self.engine.ask, question, history))
 
-    async def record_answer(self, answer: Answer) -> str:
-        """Store the answer for feedback (SQLite, so in a thread); returns the id its vote buttons carry."""
-        return await asyncio.to_thread(self.feedback.record_answer, answer)
+    def record_answer(self, answer: Answer, where: discord.Interaction | discord.Message) -> str | None:
+        """Log the answer (queued: it never waits for the disk); returns the id its vote buttons carry, None when the
+        question log is off."""
+        user = where.user if isinstance(where, discord.Interaction) else where.author
+        guild_id = where.guild.id if where.guild is not None else None
+        channel_id = where.channel.id if where.channel is not None else None
+        return self.feedback.record_answer(answer, "discord", guild_id=guild_id, channel_id=channel_id, user_id=user.id)
 
     def allowed_channel(self, channel: discord.abc.Snowflake) -> bool:
         """Whether mentions are answered here; threads count as their parent channel."""
