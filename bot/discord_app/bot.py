@@ -131,12 +131,11 @@ class CitebotBot(commands.AutoShardedBot):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.answer_pool, functools.partial(self.engine.ask, question, history))
 
-    def record_answer(self, answer: Answer, where: discord.Interaction | discord.Message) -> str | None:
-        """Log the answer (queued: it never waits for the disk); returns the id its vote buttons carry, None when the
-        question log is off."""
-        user = where.user if isinstance(where, discord.Interaction) else where.author
-        guild_id = where.guild.id if where.guild is not None else None
-        channel_id = where.channel.id if where.channel is not None else None
+    def record_answer(
+        self, answer: Answer, user: discord.abc.User, channel_id: int | None, guild_id: int | None
+    ) -> str | None:
+        """Log the answer with where it was posted and who asked (queued: it never waits for the disk); returns the
+        id its vote buttons carry, None when the question log is off."""
         return self.feedback.record_answer(answer, "discord", guild_id=guild_id, channel_id=channel_id, user_id=user.id)
 
     def allowed_channel(self, channel: discord.abc.Snowflake) -> bool:

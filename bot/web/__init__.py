@@ -91,6 +91,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
     print(describe(settings, sock), file=sys.stderr, flush=True)
     try:
         _server(settings, engine, questions).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how the console stops: uvicorn has shut down gracefully and re-raised the signal
     finally:
         questions.close()
         sock.close()

@@ -243,6 +243,8 @@ def _add_pages(app: FastAPI, console: Console) -> None:
         if not guard.check_token(token):
             await asyncio.sleep(0.5)  # slows guessing down
             return console.render(request, "login.html", status_code=401, target=local_path(next), failed=True)
+        if request.state.session is not None:
+            guard.end(request.state.session)  # a new session at login, never one chosen before it
         _session, cookie = guard.new_session()
         response = RedirectResponse(local_path(next), status_code=303)
         set_session_cookie(response, cookie, guard)
@@ -254,7 +256,7 @@ def _add_pages(app: FastAPI, console: Console) -> None:
         if refused:
             return refused
         session: Session = request.state.session
-        guard.revoke(session)
+        guard.end(session)
         response = RedirectResponse("/login" if guard.login_required else "/", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

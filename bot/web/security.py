@@ -3,8 +3,9 @@
 The console shows what members asked, so:
 - With `CITEBOT_WEB_TOKEN` set, every page but `/login` needs a session: a GET without one is redirected to the
   login page, anything else answers 401. Logging in with the token sets a session cookie that is signed (HMAC with
-  a key derived from the token, so changing the token ends every session), HttpOnly, SameSite=Strict, Secure when
-  the console is served over https, and valid for `SESSION_SECONDS`.
+  a key made when the console starts), HttpOnly, SameSite=Strict, Secure when the console is served over https,
+  and valid for `SESSION_SECONDS`. The console also remembers the sessions it opened, so logging out ends a session
+  for good (a copied cookie is refused) and a restart ends them all.
 - Without a token the console may only bind loopback (`check_bind`), and then it is open to this machine's users,
   like the REPL: no login. A site the operator visits could still reach 127.0.0.1 through DNS rebinding, so in that
   mode a request whose Host is not a loopback name is refused.
@@ -71,10 +72,8 @@ class Guard:
     def __init__(self, token: str, secure_cookies: bool = False) -> None:
         self.token = token
         self.secure_cookies = secure_cookies
-        # With a token, the signing key follows from it: sessions survive a restart and end when the token changes.
-        seed = b"citebot-web-session\0" + token.encode() if token else secrets.token_bytes(32)
-        self._key = hashlib.sha256(seed).digest()
-        self._revoked: set[str] = set()
+        self._key = secrets.token_bytes(32)
+        self._sessions: set[str] = set()  # the logged-in sessions (an open console needs none)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Guard:
@@ -90,6 +89,8 @@ class Guard:
     def new_session(self) -> tuple[Session, str]:
         """A fresh session and its cookie value."""
         session = Session(secrets.token_urlsafe(18), int(time.time()))
+        if self.login_required:
+            self._sessions.add(session.sid)
         return session, f"{session.value}.{self._sign(session.value)}"
 
     def session(self, cookie: str | None) -> Session | None:
@@ -99,12 +100,15 @@ class Guard:
         sid, issued, signature = cookie.split(".")
         if not issued.isdigit() or not hmac.compare_digest(signature, self._sign(f"{sid}.{issued}")):
             return None
-        if time.time() - int(issued) > SESSION_SECONDS or sid in self._revoked:
+        if time.time() - int(issued) > SESSION_SECONDS:
+            self._sessions.discard(sid)
+            return None
+        if self.login_required and sid not in self._sessions:
             return None
         return Session(sid, int(issued))
 
-    def revoke(self, session: Session) -> None:
-        self._revoked.add(session.sid)
+    def end(self, session: Session) -> None:
+        self._sessions.discard(session.sid)
 
     def check_token(self, given: str) -> bool:
         return bool(self.token) and hmac.compare_digest(given.encode(), self.token.encode())
