@@ -26,7 +26,7 @@ _SHOTS: Path | None = None
 def missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if CHROMIUM is None or DRIVER is None:
-        return "no headless browser: apt-get install -y chromium chromium-driver (Debian's) to run the console's browser tests"
+        return "no headless browser: apt-get install -y chromium chromium-driver to run the console's browser tests"
     return None
 
 

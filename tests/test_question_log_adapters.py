@@ -124,7 +124,9 @@ async def test_discord_answers_are_logged_with_where_and_who(settings: Settings,
         assert stored is not None and stored.channel_kind == "discord"
         assert (stored.guild_id, stored.channel_id) == (str(fake.guild.id), str(interaction.channel_id))
         in_thread = run.feedback.questions(QuestionFilter(text="U.S. side"))
-        assert len(in_thread) == 1 and in_thread[0].channel_id == message["id"], "logged where it was answered: the thread"
+        assert len(in_thread) == 1 and in_thread[0].channel_id == message["id"], (
+            "logged where it was answered: the thread"
+        )
         store = run.feedback
     import sqlite3
 
