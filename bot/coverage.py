@@ -10,6 +10,8 @@ scans the similarity matrix, so the input is capped at the newest `MAX_QUESTIONS
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -115,3 +117,32 @@ def cluster(vectors: np.ndarray, threshold: float, weights: np.ndarray | None = 
 
 def _key(question: str) -> str:
     return " ".join(question.split()).casefold()
+
+
+class CachedEmbed:
+    """An `Embed` that remembers the vectors of the texts it has seen (the newest `capacity` of them).
+
+    Why: the console groups the same misses on every visit to the Coverage gaps page, and embedding a thousand
+    questions takes seconds on a CPU; with the cache a visit only embeds the questions asked since the last one.
+    """
+
+    def __init__(self, embed: Embed, capacity: int = 4 * MAX_QUESTIONS) -> None:
+        self._embed = embed
+        self._capacity = capacity
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
+        if missing:
+            fresh = np.asarray(self._embed(missing))
+            with self._lock:
+                self._vectors.update(zip(missing, fresh, strict=True))
+        with self._lock:
+            for text in texts:
+                self._vectors.move_to_end(text)
+            rows = [self._vectors[text] for text in texts]
+            while len(self._vectors) > self._capacity:
+                self._vectors.popitem(last=False)
+        return np.stack(rows) if rows else np.zeros((0, 0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bot.coverage import MAX_QUESTIONS, cluster, find_gaps
+from bot.coverage import MAX_QUESTIONS, CachedEmbed, cluster, find_gaps
 from bot.embeddings import HashingEmbedder
 from bot.feedback import StoredAnswer
 
@@ -61,3 +61,21 @@ def test_gaps_of_nothing_and_the_cap() -> None:
 
     gaps = find_gaps(many, embed, threshold=0.99)
     assert seen == [MAX_QUESTIONS] and sum(gap.count for gap in gaps) == MAX_QUESTIONS
+
+
+def test_cached_embed_embeds_each_text_once_and_forgets_the_oldest() -> None:
+    embedder = HashingEmbedder()
+    asked: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        asked.append(texts)
+        return embedder.embed_documents(texts)
+
+    cached = CachedEmbed(embed, capacity=3)
+    first = cached(["a b", "c d", "a b"])
+    assert asked == [["a b", "c d"]] and np.allclose(first[0], first[2])
+    again = cached(["c d", "e f"])
+    assert asked[-1] == ["e f"] and np.allclose(again, embedder.embed_documents(["c d", "e f"]))
+    cached(["g h"])  # four texts seen, room for three: "a b" (least recently used) goes
+    cached(["a b"])
+    assert asked[-1] == ["a b"] and len(asked) == 4

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-import numpy as np
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -31,7 +30,7 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from bot.config import Settings
-from bot.coverage import find_gaps
+from bot.coverage import CachedEmbed, find_gaps
 from bot.errors import CitebotError
 from bot.feedback import CHANNEL_KINDS, FeedbackStore, QuestionFilter, export_lines
 from bot.links import passage_path
@@ -78,6 +77,10 @@ class Console:
     guard: Guard
     templates: Environment
     asking: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(MAX_CONCURRENT_ASKS))
+    embed: CachedEmbed = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.embed = CachedEmbed(self.engine.embedder.embed_documents)
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         session: Session | None = request.state.session
@@ -371,8 +374,7 @@ def _add_pages(app: FastAPI, console: Console) -> None:
         period = _days(days)
         since = datetime.now(UTC).date() - timedelta(days=period - 1)
         misses = await run_in_threadpool(console.questions.shortfalls, since)
-        embed: Callable[[list[str]], np.ndarray] = console.engine.embedder.embed_documents
-        found = await run_in_threadpool(find_gaps, misses, embed)
+        found = await run_in_threadpool(find_gaps, misses, console.embed)
         return console.render(request, "gaps.html", gaps=found, misses=len(misses), days=period, periods=PERIODS)
 
     @app.get("/corpus", response_class=HTMLResponse)

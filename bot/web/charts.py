@@ -22,17 +22,17 @@ from bot.feedback import Activity
 from bot.types import SUPPORT_LEVELS
 
 WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 30
-# (upper edge in ms, label) of each latency band; the last band is open-ended.
+LEFT, RIGHT, TOP, BOTTOM = 56, 12, 22, 30
+# (upper edge in ms, label) of each latency band, each band starting where the one before ends; the last is open.
 LATENCY_BANDS = (
     (25, "<25"),
-    (50, "25–50"),
-    (100, "50–100"),
-    (250, "100–250"),
-    (500, "250–500"),
-    (1000, "0.5–1s"),
-    (2500, "1–2.5s"),
-    (5000, "2.5–5s"),
+    (50, "<50"),
+    (100, "<100"),
+    (250, "<250"),
+    (500, "<500"),
+    (1000, "<1s"),
+    (2500, "<2.5s"),
+    (5000, "<5s"),
     (float("inf"), "≥5s"),
 )
 CONFIDENCE_BANDS = 5
@@ -124,7 +124,7 @@ def latency_histogram(latencies: Sequence[float]) -> Markup:
     for index, (count, label) in enumerate(zip(counts, labels, strict=True)):
         height = plot_height * count / most
         x = LEFT + index * slot + slot * 0.12
-        body.append(_bar(x, TOP + plot_height - height, slot * 0.76, height, "bar", f"{label} ms: {count} answers"))
+        body.append(_bar(x, TOP + plot_height - height, slot * 0.76, height, "bar", f"{label}: {count} answers"))
         middle = x + slot * 0.38
         body.append(
             f'<text class="tick" x="{middle:.1f}" y="{HEIGHT - 10}" text-anchor="middle">{escape(label)}</text>'
