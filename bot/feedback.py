@@ -272,8 +272,8 @@ def _is_locked(error: sqlite3.OperationalError) -> bool:
 class FeedbackStore:
     """The question log. Cheap to construct: the file is opened (created, migrated) on first use.
 
-    Thread-safe: each call opens its own short connection (SQLite connections must not cross threads), except the
-    writer thread's, which it keeps.
+    Thread-safe: each call, and each batch of the writer thread, opens its own short connection (SQLite
+    connections must not cross threads).
     """
 
     def __init__(self, path: Path, *, enabled: bool = True, retention_days: int = 90) -> None:
@@ -309,7 +309,7 @@ class FeedbackStore:
             yield db
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA synchronous = NORMAL")
         return db

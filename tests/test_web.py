@@ -26,6 +26,7 @@ from bot.evaluation import load_cases
 from bot.feedback import FeedbackStore
 from bot.links import passage_path
 from bot.store import ChunkStore
+from bot.types import DocumentRecord
 from bot.web import check_bind, create_app, listen, security
 from ingest.pipeline import IngestPipeline
 from tests.conftest import VENV_BIN, cli_env, free_port
@@ -232,6 +233,24 @@ def test_documents_from_before_texts_were_kept_are_rebuilt_from_their_passages(
     assert mark(page) == citation.quote and "rebuilt from its passages" in page.text
 
 
+def test_web_documents_link_to_their_page(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+    record = DocumentRecord(
+        "e" * 32,
+        ("https://news.example.org/seoul?id=1&x=2",),
+        "Seoul talks",
+        0,
+        "2025-05-02T00:00:00+00:00",
+        url="https://news.example.org/seoul?id=1&x=2",
+        published="2025-05-01T08:00:00+00:00",
+        origin="url",
+    )
+    engine.store.put_documents([record], texts={record.doc_id: "Talks in Seoul."})
+    page = logged_in(settings, engine, log).get(f"/doc/{record.doc_id}?start=9&end=14")
+    assert mark(page) == "Seoul"
+    assert '<a href="https://news.example.org/seoul?id=1&amp;x=2" rel="noopener noreferrer nofollow"' in page.text
+    assert "Published</dt><dd>2025-05-01" in page.text
+
+
 def test_markup_in_documents_questions_and_urls_is_escaped(
     settings: Settings, engine: Engine, log: FeedbackStore
 ) -> None:
@@ -298,6 +317,8 @@ def test_the_questions_page_lists_newest_first_and_filters(
     assert detail.status_code == 200 and "The answer as given" in detail.text and "👍 2" in detail.text
     assert web.get("/questions/" + "0" * 32).status_code == 404
     assert web.get("/questions/not-an-id").status_code == 404
+    missing = web.get("/no-such-page")
+    assert missing.status_code == 404 and "There is no such page" in missing.text
 
 
 def test_overview_gaps_corpus_quality_and_export(settings: Settings, engine: Engine, log: FeedbackStore) -> None:

@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.config import Settings
 from bot.coverage import CachedEmbed, find_gaps
@@ -53,7 +54,7 @@ _CSP = (
 
 
 class ConsoleEngine(Protocol):
-    """What the console needs from `bot.engine.Engine` (a protocol so tests may pass a stub)."""
+    """What the console uses of `bot.engine.Engine`: asking, the documents and their texts, the embedding model."""
 
     @property
     def embedder(self) -> Any: ...
@@ -172,6 +173,14 @@ def create_app(settings: Settings, engine: ConsoleEngine, questions: FeedbackSto
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.middleware("http")(_guard_middleware(console))
     _add_pages(app, console)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        """Unknown pages and methods get a page of the console, not a JSON body."""
+        if error.status_code == 404:
+            return _not_found(console, request, "There is no such page in the console.")
+        return PlainTextResponse(str(error.detail), status_code=error.status_code)
+
     return app
 
 
