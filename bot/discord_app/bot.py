@@ -131,11 +131,11 @@ class CitebotBot(commands.AutoShardedBot):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.answer_pool, functools.partial(self.engine.ask, question, history))
 
-    def record_answer(
+    async def record_answer(
         self, answer: Answer, user: discord.abc.User, channel_id: int | None, guild_id: int | None
     ) -> str | None:
-        """Log the answer with where it was posted and who asked (queued: it never waits for the disk); returns the
-        id its vote buttons carry, None when the question log is off."""
+        """Log the answer with where it was posted and who asked (queued, so it never waits for the disk); returns
+        the id its vote buttons carry, None when the question log is off."""
         return self.feedback.record_answer(answer, "discord", guild_id=guild_id, channel_id=channel_id, user_id=user.id)
 
     def allowed_channel(self, channel: discord.abc.Snowflake) -> bool:

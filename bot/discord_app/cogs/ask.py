@@ -44,7 +44,7 @@ class AskCog(commands.Cog):
             return
         await interaction.response.defer(thinking=True)
         answer = await self.bot.answer(question)
-        answer_id = self.bot.record_answer(answer, interaction.user, interaction.channel_id, interaction.guild_id)
+        answer_id = await self.bot.record_answer(answer, interaction.user, interaction.channel_id, interaction.guild_id)
         await interaction.followup.send(
             embed=render_answer(answer), view=feedback_view(answer_id), allowed_mentions=NO_MENTIONS
         )
@@ -83,7 +83,7 @@ class AskCog(commands.Cog):
         try:
             async with thread.typing():
                 answer = await self.bot.answer(question, self.bot.conversations.history(thread.id))
-            answer_id = self.bot.record_answer(answer, message.author, thread.id, thread.guild.id)
+            answer_id = await self.bot.record_answer(answer, message.author, thread.id, thread.guild.id)
             await thread.send(embed=render_answer(answer), view=feedback_view(answer_id), allowed_mentions=NO_MENTIONS)
         except Exception as exc:
             await thread.send(render_error(polite_message(exc, where)), allowed_mentions=NO_MENTIONS)
