@@ -124,6 +124,15 @@ def test_posts_need_the_csrf_token_and_a_same_origin(settings: Settings, engine:
     assert ok.status_code == 200 and "neutral staging ground" in ok.text
     assert web.post("/logout", data={}).status_code == 403, "logging out needs the token too"
 
+    public = settings.model_copy(update={"public_url": "https://citebot.example.org", "web_token": SecretStr(TOKEN)})
+    # Behind a TLS proxy that passes the backend's Host on: the browser's Origin is the public address.
+    proxied = TestClient(create_app(public, engine, log), base_url="https://127.0.0.1:8080", follow_redirects=False)
+    login = proxied.post("/login", data={"token": TOKEN})
+    assert "secure" in login.headers["set-cookie"].lower(), "https public URL: the cookie is Secure"
+    form = csrf_of(proxied.get("/ask"))
+    behind_proxy = {"Origin": "https://citebot.example.org"}
+    assert proxied.post("/ask", data={"question": SEOUL, "csrf": form}, headers=behind_proxy).status_code == 200
+
 
 def test_logout_ends_the_session_for_good(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
     web = logged_in(settings, engine, log)

@@ -69,15 +69,17 @@ class Session:
 class Guard:
     """Sessions, CSRF tokens and the Host/Origin checks for one running console."""
 
-    def __init__(self, token: str, secure_cookies: bool = False) -> None:
+    def __init__(self, token: str, public_url: str | None = None) -> None:
         self.token = token
-        self.secure_cookies = secure_cookies
+        self.secure_cookies = (public_url or "").startswith("https://")
+        # Behind a reverse proxy the Host header may name the backend; the public address is this console too.
+        self._public_host = urlsplit(public_url).netloc.lower() if public_url else None
         self._key = secrets.token_bytes(32)
         self._sessions: set[str] = set()  # the logged-in sessions (an open console needs none)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Guard:
-        return cls(web_token(settings), secure_cookies=(settings.public_url or "").startswith("https://"))
+        return cls(web_token(settings), settings.public_url)
 
     @property
     def login_required(self) -> bool:
@@ -125,12 +127,12 @@ class Guard:
             return True
         return is_loopback(_hostname(host_header))
 
-    @staticmethod
-    def same_origin(origin: str | None, host_header: str) -> bool:
-        """A browser's POST must come from a page of this console; clients that send no Origin pass."""
+    def same_origin(self, origin: str | None, host_header: str) -> bool:
+        """A browser's POST must come from a page of this console (as reached directly or at CITEBOT_PUBLIC_URL);
+        clients that send no Origin pass."""
         if not origin:
             return True
-        return urlsplit(origin).netloc.lower() == host_header.lower()
+        return urlsplit(origin).netloc.lower() in (host_header.lower(), self._public_host)
 
 
 def _hostname(host_header: str) -> str:
