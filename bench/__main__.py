@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest_bbc",
     "squad": "bench.squad",
     "latency": "bench.latency",
+    "questionlog": "bench.questionlog",
 }
 
 _NOT_BENCHMARKS = {"__init__", "__main__", "common"}

@@ -70,6 +70,8 @@ def render_answer(answer: Answer, target: Console | None = None) -> None:
         out.print(citation.title, style="bold", markup=False)
         out.print(f'    "{citation.quote}"', style="green", markup=False)
         out.print(f"    {place}", style="dim", markup=False)
+        if citation.link:
+            out.print(f"    {citation.link}", style="dim", markup=False)
 
 
 def render_evaluation(report: EvaluationReport) -> None:
