@@ -2,6 +2,7 @@
 `Answer`. Every adapter (CLI, REPL, Discord) asks through it and never reaches past it.
 
     prepare (fold a follow-up into its context) -> retrieve (hybrid) -> answer (extractive | LLM) -> Answer
+    (quotes from documents of different dates are then put in date order: bot/chronology.py)
 
 The engine is also the composition root: it builds the embedder, the store, the searcher and the answerer from
 the settings (or takes them ready-made, as the tests do), and constructing it touches neither model nor index.
@@ -18,6 +19,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from bot.answering import Answerer
 from bot.answering.factory import create_answerer
+from bot.chronology import in_date_order
 from bot.config import Settings
 from bot.embeddings import Embedder, create_embedder
 from bot.errors import QuestionError
@@ -130,7 +132,7 @@ class Engine:
         return _Retrieved(prepared.request, retrieval, prepared.started, time.perf_counter())
 
     def _answer(self, retrieved: _Retrieved) -> Answer:
-        answer = self.answerer.answer(retrieved.retrieval)
+        answer = in_date_order(self.answerer.answer(retrieved.retrieval))
         done = time.perf_counter()
         timings = {
             "retrieve": (retrieved.retrieved - retrieved.started) * 1000,

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 ProgressCallback = Callable[[str, int, int], None]
 
-_STAGE_LABELS = {"scan": "Reading files", "embed": "Embedding documents"}
+_STAGE_LABELS = {"scan": "Reading files", "fetch": "Fetching pages", "embed": "Embedding documents"}
 # Without a terminal, print a line at most this often, so logs stay readable.
 _PLAIN_INTERVAL_SECONDS = 2.0
 
