@@ -1,4 +1,11 @@
-"""Answers that quote documents of different dates read oldest to newest.
+"""The date steps after answering: dated passages for date questions, and answers that read oldest to newest.
+
+`with_dates(answer, retrieval)` is what the engine calls; it applies both steps below.
+
+A question about a time ("what was reported in May?", "what is the latest figure?") names little besides the
+time, so the answerer may find no passage close enough in meaning and decline. When the retrieval was narrowed
+to documents of that time, `closest_in_time` then offers their passages as the closest ones (support `closest`),
+so the reader still sees what was published then, with its date.
 
 A story told by several reports changes over time: "£2.1bn" in May, "£2.8bn" in June. Quoted in date order, with
 [1] the oldest, the reader sees how it developed and which figure is the latest. `in_date_order` is a step after
@@ -18,14 +25,49 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from bot.dates import parse_date
+from bot.answering.citations import citation
+from bot.dates import format_day, parse_date
+from bot.retrieval import Retrieval
+from bot.timeframe import resolve, time_frame
 from bot.types import Answer, Citation
+
+CLOSEST_PASSAGES = 2
 
 _SPACED_MARKERS = re.compile(r" ?(?:\[\d+\])+")
 _MARKER = re.compile(r"\[(\d+)\]")
 _UNDATED = datetime.max.replace(tzinfo=UTC)
 # A quoted sentence as the answerers compose it: the quote, its markers, then its closing punctuation.
 _PIECE = re.compile(r".*?(?:\[\d+\])+[.!?]?(?=\s|$)", re.DOTALL)
+
+
+def with_dates(answer: Answer, retrieval: Retrieval, now: datetime | None = None) -> Answer:
+    return in_date_order(closest_in_time(answer, retrieval, now or datetime.now(UTC)))
+
+
+def closest_in_time(answer: Answer, retrieval: Retrieval, now: datetime) -> Answer:
+    """A declined answer to a date question becomes the closest passages published in the time it asks about."""
+    if answer.support != "none" or answer.citations or not retrieval.hits:
+        return answer
+    frame = time_frame(retrieval.question.search_text, now)
+    dates = [parse_date(hit.published) for hit in retrieval.hits]
+    known = [moment for moment in dates if moment is not None]
+    if frame is None or len(known) != len(dates):
+        return answer  # no time asked, or the passages were not narrowed to dated documents
+    if frame.bounded and not all(resolve(frame, known, now).contains(moment) for moment in known):
+        return answer
+    if not frame.bounded and len({hit.chunk.doc_id for hit in retrieval.hits}) != 1:
+        return answer  # "latest" narrows to the newest document; anything else was not narrowed
+    hits = list(retrieval.hits[:CLOSEST_PASSAGES])
+    citations = tuple(citation(n, hit, hit.chunk.start, hit.chunk.end, hit.chunk.text) for n, hit in enumerate(hits, 1))
+    first, last = min(known[: len(hits)]), max(known[: len(hits)])
+    when = (
+        f"on {format_day(first)}"
+        if first.date() == last.date()
+        else f"between {format_day(first)} and {format_day(last)}"
+    )
+    markers = " and ".join(f"[{c.n}]" for c in citations)
+    text = f"The corpus doesn't say exactly. The closest passages, published {when}, are {markers}."
+    return replace(answer, text=text, citations=citations, support="closest")
 
 
 def in_date_order(answer: Answer) -> Answer:

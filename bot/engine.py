@@ -2,7 +2,7 @@
 `Answer`. Every adapter (CLI, REPL, Discord) asks through it and never reaches past it.
 
     prepare (fold a follow-up into its context) -> retrieve (hybrid) -> answer (extractive | LLM) -> Answer
-    (quotes from documents of different dates are then put in date order: bot/chronology.py)
+    (then the date steps of bot/chronology.py: dated passages for date questions, quotes in date order)
 
 The engine is also the composition root: it builds the embedder, the store, the searcher and the answerer from
 the settings (or takes them ready-made, as the tests do), and constructing it touches neither model nor index.
@@ -14,18 +14,20 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from bot.answering import Answerer
 from bot.answering.factory import create_answerer
-from bot.chronology import in_date_order
+from bot.chronology import with_dates
 from bot.config import Settings
 from bot.embeddings import Embedder, create_embedder
 from bot.errors import QuestionError
 from bot.keyword import terms, words
 from bot.retrieval import HybridRetriever, HybridSearcher, Retrieval
 from bot.store import ChunkStore
+from bot.timeframe import without_time_terms
 from bot.types import Answer, DocumentRecord, Question, Turn
 
 MAX_QUESTION_CHARS = 1000
@@ -109,6 +111,7 @@ class Engine:
         """The question with its search text embedded, and the `k` passages the hybrid retriever finds for it, all
         from one snapshot of the corpus."""
         question = replace(question, vector=self.embedder.embed_query(question.search_text))
+        question = without_time_terms(question, datetime.now(UTC))  # "in May" is for the dates, not the quotes
         snapshot = self.searcher.snapshot()
         retriever = HybridRetriever(searcher=self.searcher, k=k, query_vector=question.vector, snapshot=snapshot)
         hits = tuple(document.metadata["hit"] for document in retriever.invoke(question.search_text))
@@ -132,7 +135,7 @@ class Engine:
         return _Retrieved(prepared.request, retrieval, prepared.started, time.perf_counter())
 
     def _answer(self, retrieved: _Retrieved) -> Answer:
-        answer = in_date_order(self.answerer.answer(retrieved.retrieval))
+        answer = with_dates(self.answerer.answer(retrieved.retrieval), retrieved.retrieval)
         done = time.perf_counter()
         timings = {
             "retrieve": (retrieved.retrieved - retrieved.started) * 1000,

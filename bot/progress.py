@@ -21,7 +21,7 @@ def progress_reporter(enabled: bool = True) -> Iterator[ProgressCallback]:
     elif sys.stderr.isatty():
         yield from _rich_progress()
     else:
-        yield _plain_progress()
+        yield plain_progress()
 
 
 def _rich_progress() -> Iterator[ProgressCallback]:
@@ -40,7 +40,8 @@ def _rich_progress() -> Iterator[ProgressCallback]:
         yield update
 
 
-def _plain_progress() -> ProgressCallback:
+def plain_progress() -> ProgressCallback:
+    """Progress as log lines, at most one per stage every two seconds (long-running processes, CI logs)."""
     last = {"time": 0.0}
 
     def update(stage: str, done: int, total: int) -> None:

@@ -22,7 +22,7 @@ from pydantic import ConfigDict
 from bot.embeddings import Embedder
 from bot.keyword import KeywordIndex, terms, words
 from bot.store import ChunkStore
-from bot.timeframe import POOL_FACTOR, narrow, time_frame
+from bot.timeframe import POOL_FACTOR, narrow, time_frame, time_terms
 from bot.types import Chunk, DocumentRecord, Question, ScoredChunk, embedding_text
 
 # Fusion: a convex combination of the two normalized scores (BM25 over its best, cosine min-max over the
@@ -120,7 +120,8 @@ class HybridSearcher:
             for chunk, similarity in self._store.search(vector, candidates)
             if chunk.doc_id in snapshot.documents  # pending chunks of an unfinished ingestion are invisible
         ]
-        keyword = [(snapshot.chunks[i], score) for i, score in snapshot.keyword.search(terms(query), candidates)]
+        query_terms = [term for term in terms(query) if term not in time_terms(frame)]
+        keyword = [(snapshot.chunks[i], score) for i, score in snapshot.keyword.search(query_terms, candidates)]
         fused = fuse(dense, keyword)
         by_id = {chunk.id: chunk for chunk, _ in dense + keyword}
         similarity = {chunk.id: sim for chunk, sim in dense}

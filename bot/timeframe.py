@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bot.dates import MONTH_PATTERN, month_number, parse_date
-from bot.types import ScoredChunk
+from bot.keyword import terms
+from bot.types import Question, ScoredChunk
 
 # A passage counts as relevant for "latest" when its fused score is at least this share of the best one's.
-LATEST_RELEVANCE = 0.5
+LATEST_RELEVANCE = 0.8
 # How many passages (times k) a time expression chooses from.
 POOL_FACTOR = 4
 
@@ -58,7 +59,7 @@ class TimeFrame:
     end: datetime | None = None
     latest: bool = False
     yearless: bool = False  # the period was named without a year; `narrow` picks the year from the documents
-    phrase: str = ""
+    phrase: str = ""  # the words that said it ("latest in May")
 
     @property
     def bounded(self) -> bool:
@@ -79,7 +80,40 @@ def time_frame(question: str, now: datetime) -> TimeFrame | None:
     period = _between(question, now) or _first_period(question, now)
     if period is None:
         return TimeFrame(latest=True, phrase=recent.group(0)) if recent else None
-    return replace(period, latest=recent is not None)
+    if recent is None:
+        return period
+    return replace(period, latest=True, phrase=f"{recent.group(0)} {period.phrase}")
+
+
+def time_terms(frame: TimeFrame | None) -> set[str]:
+    """The analyzed terms of the time expression: the dates answer for them, so no passage has to contain them."""
+    return set(terms(frame.phrase)) if frame is not None else set()
+
+
+def without_time_terms(question: Question, now: datetime) -> Question:
+    """The question with the words of its time expression ("latest", "in May") left out of the terms a quote must
+    cover; "what was reported in May?" is answered by a May report, which need not say "May"."""
+    drop = time_terms(time_frame(question.search_text, now))
+    if not drop:
+        return question
+    return replace(
+        question,
+        terms=tuple(term for term in question.terms if term not in drop),
+        context_terms=tuple(term for term in question.context_terms if term not in drop),
+    )
+
+
+def period(text: str, now: datetime) -> TimeFrame | None:
+    """The period a date names on its own: `2025-05-01` (a day), `2025-05` or `May 2025` (a month), `2025`."""
+    return _first_period(text.strip(), now, bare=True)
+
+
+def published_between(published: str | None, start: datetime | None, end: datetime | None) -> bool:
+    """Whether a document's publication date lies in [start, end); without bounds every document does."""
+    if start is None and end is None:
+        return True
+    moment = parse_date(published)
+    return moment is not None and TimeFrame(start, end).contains(moment)
 
 
 def narrow(hits: Sequence[ScoredChunk], frame: TimeFrame, k: int, now: datetime) -> list[ScoredChunk]:
@@ -89,7 +123,7 @@ def narrow(hits: Sequence[ScoredChunk], frame: TimeFrame, k: int, now: datetime)
     if not known:
         return list(hits[:k])
     if frame.bounded:
-        window = _pick_year(frame, known, now) if frame.yearless else frame
+        window = resolve(frame, known, now)
         inside: list[tuple[ScoredChunk, datetime | None]] = [
             (hit, moment) for hit, moment in dated if moment is not None and window.contains(moment)
         ]
@@ -107,8 +141,11 @@ def narrow(hits: Sequence[ScoredChunk], frame: TimeFrame, k: int, now: datetime)
     return [hit for hit, _ in dated[:k]]
 
 
-def _pick_year(frame: TimeFrame, known: list[datetime], now: datetime) -> TimeFrame:
-    """The latest year, up to now, in which the period holds a retrieved document (else the latest begun one)."""
+def resolve(frame: TimeFrame, known: list[datetime], now: datetime) -> TimeFrame:
+    """The frame with its year settled: a period named without one ("in May") is the latest such period, up to
+    now, that holds one of the `known` publication dates (else the latest one that has begun)."""
+    if not frame.yearless:
+        return frame
     base = (frame.start or frame.end or now).year
     years = sorted({moment.year for moment in known} | {now.year}, reverse=True)
     fallback: TimeFrame | None = None

@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.config import Settings
 from bot.embeddings import Embedder
 from bot.errors import IngestError, SkippedFile
 from bot.store import ChunkStore
 from bot.types import Chunk, DocumentRecord
-from ingest.fetch import Fetcher, is_url
+from ingest.fetch import Fetcher, FetchOptions, is_url
 from ingest.indexer import Plan, Problem, Scanned, in_scope, make_plan
 from ingest.loaders import Document, display_path, load, walk
 from ingest.splitter import Splitter, content_hash, embedding_text
@@ -50,7 +51,7 @@ class IngestReport:
     chunks_written: int = 0
     seconds: float = 0.0
     dry_run: bool = False
-    plan: Plan | None = None
+    plan: Plan | None = None  # what the run did (or, dry, would do), source by source
 
     @property
     def exit_code(self) -> int:
@@ -102,6 +103,13 @@ class IngestPipeline:
         self.fetcher = fetcher or Fetcher()
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, store: ChunkStore, embedder: Embedder, progress: Progress | None = None
+    ) -> IngestPipeline:
+        """The pipeline with the fetch settings (private addresses, timeouts, size cap, User-Agent) applied."""
+        return cls(store, embedder, progress=progress, fetcher=Fetcher(FetchOptions.from_settings(settings)))
+
     def run(self, targets: Sequence[Target], dry_run: bool = False, prune: bool = False) -> IngestReport:
         """Ingest files, folders and URLs; `prune` removes pages that a feed or sitemap no longer lists."""
         with self._lock:
@@ -129,8 +137,8 @@ class IngestPipeline:
         plan = make_plan(existing, scanned, covers, kept, web.unchanged)
         report.added, report.changed = len(plan.added), len(plan.changed)
         report.unchanged, report.removed = len(plan.unchanged), len(plan.removed)
+        report.plan = plan
         if dry_run:
-            report.plan = plan
             splitter = self._splitter() if plan.new_documents else None
             report.chunks_written = sum(len(splitter.split(doc)) for doc in plan.new_documents.values() if splitter)
         else:

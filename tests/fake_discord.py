@@ -58,6 +58,7 @@ __all__ = [
     "FakeDiscordTimeout",
     "FakeGuild",
     "FakeInteraction",
+    "FakeRole",
     "FakeUser",
     "GatewayConnection",
     "GatewayFrame",
@@ -103,6 +104,9 @@ _PERMISSION_BITS = (
 )
 DEFAULT_PERMISSIONS = sum(1 << bit for bit in _PERMISSION_BITS)
 """What @everyone may do in fake guilds: enough for a bot that answers, embeds, reacts and opens threads."""
+PERMISSION_ADMINISTRATOR = 1 << 3
+PERMISSION_MANAGE_GUILD = 1 << 5
+ALL_PERMISSIONS = (1 << 53) - 1
 
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
 MESSAGE_FLAG_LOADING = 1 << 7
@@ -204,8 +208,21 @@ class FakeChannel:
 
 
 @dataclass
+class FakeRole:
+    """A guild role (https://discord.com/developers/docs/topics/permissions#role-object): a name and the
+    permission bits it grants on top of @everyone's."""
+
+    name: str
+    id: str = field(default_factory=snowflake)
+    permissions: int = 0
+
+
+@dataclass
 class FakeGuild:
-    """A guild served to the bot in GUILD_CREATE. The bot is always a member; ``members`` are the other users."""
+    """A guild served to the bot in GUILD_CREATE. The bot is always a member; ``members`` are the other users.
+
+    ``roles`` are the guild's roles besides @everyone; ``member_roles`` maps a user id to the ids of its roles.
+    """
 
     name: str = "Fake Guild"
     id: str = field(default_factory=snowflake)
@@ -213,6 +230,19 @@ class FakeGuild:
     members: list[FakeUser] = field(default_factory=list)
     owner_id: str | None = None
     everyone_permissions: int = DEFAULT_PERMISSIONS
+    roles: list[FakeRole] = field(default_factory=list)
+    member_roles: dict[str, list[str]] = field(default_factory=dict)
+
+    def permissions_of(self, user: FakeUser) -> int:
+        """A member's base permissions: @everyone's, OR the roles'; the owner and administrators get every bit
+        (https://discord.com/developers/docs/topics/permissions#permission-hierarchy)."""
+        granted = self.everyone_permissions
+        for role in self.roles:
+            if role.id in self.member_roles.get(user.id, []):
+                granted |= role.permissions
+        if user.id == self.owner_id or granted & PERMISSION_ADMINISTRATOR:
+            return ALL_PERMISSIONS
+        return granted
 
     def channel(self, name: str) -> FakeChannel:
         """The channel called ``name``; raises KeyError so a typo in a test fails loudly."""
@@ -754,6 +784,8 @@ class FakeDiscord:
         """Message id -> emoji the bot currently has on it."""
         self.presence_updates: list[JSONDict] = []
 
+        self.attachment_files: dict[str, tuple[bytes, str]] = {}
+        """Attachment id -> (content, content type) of files a test attached (see ``add_attachment``)."""
         self._channel_guild: dict[str, str | None] = {}
         self._shard_sessions: dict[int, GatewaySession] = {}
         self._tokens: dict[str, FakeInteraction] = {}
@@ -775,6 +807,7 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._gateway_handler)
         app.router.add_get("/resume-gateway", self._gateway_handler)
         app.router.add_route("*", "/api/{version}/{tail:.*}", self._rest_handler)
+        app.router.add_get("/attachments/{attachment_id}/{filename}", self._attachment_download)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -842,6 +875,24 @@ class FakeDiscord:
     def heartbeat_acks(self) -> int:
         """Heartbeat ACKs sent over all connections."""
         return sum(c.heartbeat_acks for c in self.connections)
+
+    def add_attachment(self, filename: str, content: bytes, content_type: str = "application/octet-stream") -> JSONDict:
+        """An attachment a user uploaded, for a slash command's attachment option: pass the returned object's ``id``
+        as the option value and ``{"attachments": {id: object}}`` as ``resolved``
+        (https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-resolved-data-structure).
+        Its ``url`` serves ``content``, like Discord's CDN does
+        (https://discord.com/developers/docs/resources/message#attachment-object)."""
+        attachment = self._attachment(filename)
+        attachment.update(size=len(content), content_type=content_type)
+        self.attachment_files[attachment["id"]] = (content, content_type)
+        return attachment
+
+    async def _attachment_download(self, request: web.Request) -> web.StreamResponse:
+        stored = self.attachment_files.get(request.match_info["attachment_id"])
+        if stored is None:
+            return web.Response(status=404, text="404: Not Found")
+        content, content_type = stored
+        return web.Response(body=content, content_type=content_type)
 
     def add_user(self, user: FakeUser, guild: FakeGuild | None = None) -> FakeUser:
         """Register a user (and make it a member of ``guild``, if given) so mentions of it resolve."""
@@ -1847,7 +1898,7 @@ class FakeDiscord:
 
     def _member_payload(self, guild: FakeGuild | None, user: FakeUser, *, with_user: bool = True) -> JSONDict:
         member: JSONDict = {
-            "roles": [],
+            "roles": list(guild.member_roles.get(user.id, [])) if guild is not None else [],
             "joined_at": "2024-01-01T00:00:00+00:00",
             "deaf": False,
             "mute": False,
@@ -1859,7 +1910,9 @@ class FakeDiscord:
             "communication_disabled_until": None,
         }
         if guild is not None:
-            member["permissions"] = str(guild.everyone_permissions)
+            # In interactions: "total permissions of the member in the channel, including overwrites"
+            # (https://discord.com/developers/docs/resources/guild#guild-member-object); no overwrites here.
+            member["permissions"] = str(guild.permissions_of(user))
         if with_user:
             member["user"] = user.payload()
         return member
@@ -1880,6 +1933,10 @@ class FakeDiscord:
             "mentionable": False,
             "flags": 0,
         }
+        roles = [everyone] + [
+            {**everyone, "id": role.id, "name": role.name, "position": position, "permissions": str(role.permissions)}
+            for position, role in enumerate(guild.roles, start=1)
+        ]
         return {
             "id": guild.id,
             "name": guild.name,
@@ -1892,7 +1949,7 @@ class FakeDiscord:
             "verification_level": 0,
             "default_message_notifications": 0,
             "explicit_content_filter": 0,
-            "roles": [everyone],
+            "roles": roles,
             "emojis": [],
             "stickers": [],
             "features": [],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from typing import Any
 
 import discord
@@ -22,6 +23,7 @@ import yarl
 from bot.config import Settings
 from bot.discord_app.bot import AnswerEngine, CitebotBot
 from bot.discord_app.errors import DiscordSetupError
+from bot.errors import CitebotError
 from bot.feedback import FeedbackStore
 
 __all__ = ["CitebotBot", "DiscordSetupError", "RedactToken", "main", "serve"]
@@ -142,7 +144,9 @@ async def serve(
 
 
 def main(settings: Settings) -> int:
-    """`citebot discord`: run the bot in the foreground until Ctrl-C. 2 = not configured, 1 = refused by Discord."""
+    """`citebot discord`: run the bot in the foreground until Ctrl-C. 2 = not configured, 1 = refused by Discord.
+
+    With `CITEBOT_WATCH` (`--watch`) a watcher keeps the source list ingested in a thread of this process."""
     try:
         token = check_settings(settings)
     except DiscordSetupError as exc:
@@ -153,10 +157,26 @@ def main(settings: Settings) -> int:
     install_redaction(token)
 
     from bot.engine import Engine
+    from ingest.pipeline import IngestPipeline
+    from ingest.sources import load_sources
+    from ingest.watch import Watcher
 
     engine = Engine(settings)
     feedback = FeedbackStore.for_settings(settings)
+    # One writer per process, sharing the engine's model and index: /ingest, and the watcher when asked for.
+    ingestor = IngestPipeline.for_settings(settings, engine.store, engine.embedder)
+    watcher = None
+    if settings.watch:
+        try:
+            watcher = Watcher(ingestor, load_sources(settings.sources_file))
+        except CitebotError as exc:
+            print(f"citebot: {exc}", file=sys.stderr)
+            return 2
+        threading.Thread(target=watcher.run, name="citebot-watch", daemon=True).start()
     try:
-        return asyncio.run(serve(settings, engine, feedback))
+        return asyncio.run(serve(settings, engine, feedback, ingestor=ingestor))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if watcher is not None:
+            watcher.stop()

@@ -11,7 +11,8 @@ import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import discord
 from discord import app_commands
@@ -23,6 +24,9 @@ from bot.discord_app.errors import polite_message
 from bot.discord_app.render import render_error
 from bot.feedback import FeedbackStore
 from bot.types import Answer, DocumentRecord, Turn
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestReport
 
 log = logging.getLogger("citebot.discord")
 
@@ -39,6 +43,12 @@ class AnswerEngine(Protocol):
     def warm_up(self) -> None: ...
 
     def documents(self) -> list[DocumentRecord]: ...
+
+
+class Ingestor(Protocol):
+    """What /ingest needs from `ingest.pipeline.IngestPipeline` (one run at a time, shared with the watcher)."""
+
+    def run(self, targets: Sequence[Path | str], dry_run: bool = False, prune: bool = False) -> IngestReport: ...
 
 
 def make_intents(message_content: bool) -> discord.Intents:
@@ -60,6 +70,7 @@ class CitebotBot(commands.AutoShardedBot):
         message_content: bool = True,
         max_concurrent_answers: int = MAX_CONCURRENT_ANSWERS,
         cooldown_seconds: float = COOLDOWN_SECONDS,
+        ingestor: Ingestor | None = None,
         **options: Any,
     ) -> None:
         options.setdefault("shard_count", settings.discord_shard_count)
@@ -76,6 +87,7 @@ class CitebotBot(commands.AutoShardedBot):
         self.feedback = feedback
         self.message_content = message_content
         self.cooldown_seconds = cooldown_seconds
+        self.ingestor = ingestor  # /ingest is offered only with one
         self.conversations = Conversations()
         # Answering is CPU-bound and blocking: it runs in these threads, never on the event loop, so the
         # gateway heartbeat keeps going; the semaphore bounds how many questions are answered at once.
@@ -104,6 +116,10 @@ class CitebotBot(commands.AutoShardedBot):
         await self.add_cog(AskCog(self))
         await self.add_cog(InfoCog(self))
         await self.add_cog(FeedbackCog(self))
+        if self.ingestor is not None:
+            from bot.discord_app.cogs.ingest import IngestCog
+
+            await self.add_cog(IngestCog(self))
         self.add_dynamic_items(FeedbackButton)
         await self.sync_commands()
 
