@@ -37,7 +37,7 @@ _MONTH_NUMBERS.update({name[:3].lower(): number for number, name in enumerate(MO
 _MONTH_NUMBERS["sept"] = 9
 MONTH_PATTERN = (
     r"(?:January|February|March|April|May|June|July|August|September|October|November|December|"
-    r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?"
+    r"(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?)"
 )
 
 _ISO = re.compile(

@@ -247,11 +247,11 @@ def check_address(host: str, address: str, allow_private: bool) -> None:
         (
             name
             for name, flag in (
+                ("unspecified", ip.is_unspecified),
                 ("loopback", ip.is_loopback),
                 ("link-local", ip.is_link_local),
                 ("private", ip.is_private),
                 ("multicast", ip.is_multicast),
-                ("unspecified", ip.is_unspecified),
                 ("reserved", ip.is_reserved),
             )
             if flag

@@ -126,7 +126,7 @@ class IngestPipeline:
         scanned, kept = self._scan(roots, report)
         web = WebScan()
         if urls:
-            web = WebScanner(self.fetcher, existing, self._store.feed_states(), self._progress).scan(urls)
+            web = WebScanner(self.fetcher, existing, self._store.feed_states(), self._progress, prune).scan(urls)
             scanned.update(web.scanned)
             kept |= web.kept
             report.failed.extend(web.failed)

@@ -182,9 +182,11 @@ class WebScanner:
         existing: Mapping[str, DocumentRecord],
         feeds: Mapping[str, FeedState],
         progress: Progress | None = None,
+        prune: bool = False,
     ) -> None:
         self._fetcher = fetcher
-        self._feeds = feeds
+        # Pruning needs today's list of entries: a 304 would only say it has not changed since the last run.
+        self._feeds = {} if prune else feeds
         self._progress = progress or (lambda stage, done, total: None)
         self._pages = {source: state for record in existing.values() for source, state in record.web.items()}
         self._listed: dict[str, dict[str, tuple[str, WebSource]]] = {}  # listing -> entry key -> (source, state)

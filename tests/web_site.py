@@ -120,27 +120,31 @@ class Site:
             def do_GET(self) -> None:
                 with site._lock:
                     resource = site.resources.get(self.path.split("?", 1)[0])
-                status = self._respond(resource)
+                self._respond(resource)
+
+            def _record(self, status: int) -> None:
+                """Recorded before the response goes out, so a client that has it always finds the record."""
                 with site._lock:
                     site.requests.append(Request("GET", self.path, dict(self.headers.items()), status))
+                self.send_response(status)
 
-            def _respond(self, resource: Resource | None) -> int:
+            def _respond(self, resource: Resource | None) -> None:
                 if resource is None:
-                    return self._send(404, b"<html><body><h1>Not found</h1></body></html>", HTML, None)
+                    self._send(404, b"<html><body><h1>Not found</h1></body></html>", HTML, None)
+                    return
                 if resource.delay:
                     site._stopping.wait(resource.delay)
                 if resource.location is not None:
-                    self.send_response(resource.status)
+                    self._record(resource.status)
                     self.send_header("Location", resource.location)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                    return resource.status
-                if self._not_modified(resource):
-                    self.send_response(304)
+                elif self._not_modified(resource):
+                    self._record(304)
                     self.send_header("ETag", resource.etag)
                     self.end_headers()
-                    return 304
-                return self._send(resource.status, resource.body, resource.content_type, resource)
+                else:
+                    self._send(resource.status, resource.body, resource.content_type, resource)
 
             def _not_modified(self, resource: Resource) -> bool:
                 tags = self.headers.get("If-None-Match")
@@ -154,8 +158,8 @@ class Site:
                         return False
                 return False
 
-            def _send(self, status: int, body: bytes, content_type: str, resource: Resource | None) -> int:
-                self.send_response(status)
+            def _send(self, status: int, body: bytes, content_type: str, resource: Resource | None) -> None:
+                self._record(status)
                 if content_type:
                     self.send_header("Content-Type", content_type)
                 if resource is not None and status == 200:
@@ -169,7 +173,6 @@ class Site:
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (cap, timeout)
                     self.wfile.write(body)
-                return status
 
         return Handler
 
