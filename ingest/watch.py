@@ -77,7 +77,7 @@ class Cycle:
     def lines(self) -> list[str]:
         lines = [self.summary()]
         lines += [f"watch:   failed {problem.source}: {problem.reason}" for problem in self.problems]
-        lines += [f"watch:   {source}: {reason}; retrying in {delay:.0f} s" for source, reason, delay in self.retries]
+        lines += [f"watch:   {source}: {reason}; retrying in {delay:.3g} s" for source, reason, delay in self.retries]
         return lines
 
 
@@ -170,9 +170,13 @@ class Watcher:
             log.exception("watch: ingesting %s failed", source.target)
             return f"unexpected error ({type(exc).__name__}: {exc})"
         cycle.add(report)
+        own = next((problem for problem in report.failed if problem.source == source.target), None)
+        if own is not None:  # the source itself failed: say it once, as the reason to retry
+            cycle.problems.remove(own)
+            return own.reason
         if report.failed and source.kind != "folder":
             pages = len(report.failed)
-            return f"{pages} page{'s' if pages != 1 else ''} did not come in"
+            return f"{pages} of its page{'s' if pages != 1 else ''} did not come in"
         return None
 
     def _watch_folder(self, state: _State) -> None:

@@ -100,6 +100,7 @@ def page_document(fetched: Fetched, source: str, origin: str, entry: Entry | Non
         markup,
         url=fetched.final_url,
         output_format="markdown",
+        favor_precision=True,  # a little less text rather than a byline, a newsletter box or a comment
         include_comments=False,
         include_tables=True,
         date_extraction_params={"original_date": True, "extensive_search": False},
