@@ -158,7 +158,7 @@ _RELATIVE = re.compile(
     rf"|\b(?P<month_mod>last|next|this|in|since|until|by|from)\s+(?P<month>{MONTH_PATTERN})(?!\s*\d)",
     re.I,
 )
-# Words that put a sentence in the future: "will meet on Friday" is the coming Friday, not the last one.
+# Words that put a clause in the future: "will meet on Friday" is the coming Friday, not the last one.
 _FUTURE = re.compile(
     r"\b(will|shall|is due|are due|is expected|are expected|plans? to|is set to|are set to|'ll)\b", re.I
 )
@@ -170,10 +170,11 @@ def relative_dates(text: str, published: str | None) -> list[RelativeDate]:
     if moment is None:
         return []
     base = moment.date()
-    future = bool(_FUTURE.search(text))
     found: list[RelativeDate] = []
     for match in _RELATIVE.finditer(text):
-        meaning = _resolve(match, base, future)
+        # The tense of the phrase's own clause: "will be held this week, the organisers said on Monday".
+        clause = re.split(r"[,;:.!?]", text[: match.start()])[-1]
+        meaning = _resolve(match, base, future=bool(_FUTURE.search(clause)))
         if meaning is not None:
             phrase = match.group(0)
             found.append(RelativeDate(phrase, match.start(), match.end(), meaning))

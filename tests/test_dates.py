@@ -85,6 +85,11 @@ def test_html_files_take_the_date_from_their_meta_tags(tmp_path: Path) -> None:
     [
         ("The council said on Monday that costs had risen.", "2025-06-04", ["on Monday = 2 June 2025"]),
         ("The council will meet on Friday.", "2025-06-04", ["on Friday = 6 June 2025"]),
+        (
+            "It will open this year, the mayor said on Monday.",
+            "2025-06-04",
+            ["this year = 2025", "on Monday = 2 June 2025"],
+        ),
         ("It happened last Wednesday.", "2025-06-04", ["last Wednesday = 28 May 2025"]),
         ("A meeting will be held this week.", "2025-06-04", ["this week = 2–8 June 2025"]),
         ("Prices fell last month.", "2025-06-04", ["last month = May 2025"]),
