@@ -68,7 +68,7 @@ def parse_interval(text: str) -> float:
 
 def load_sources(path: Path) -> list[Source]:
     if not path.is_file():
-        raise SourcesError(f"no source list at {path}; create it (see README, section Sources) or pass --sources FILE")
+        raise SourcesError(f"no source list at {path}; create it (see README, section Sources) or set CITEBOT_SOURCES")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

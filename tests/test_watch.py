@@ -238,5 +238,5 @@ def test_citebot_watch_without_a_source_list(settings: Settings, tmp_path: Path)
     result = citebot("watch", env=cli_env(settings), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "citebot: no source list at sources.toml; create it (see README, section Sources) or pass --sources FILE"
+        "citebot: no source list at sources.toml; create it (see README, section Sources) or set CITEBOT_SOURCES"
     )

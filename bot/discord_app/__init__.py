@@ -168,7 +168,8 @@ def main(settings: Settings) -> int:
     watcher = None
     if settings.watch:
         try:
-            watcher = Watcher(ingestor, load_sources(settings.sources_file))
+            sources = load_sources(settings.sources_file)
+            watcher = Watcher(ingestor, sources, say=lambda line: print(line, file=sys.stderr, flush=True))
         except CitebotError as exc:
             print(f"citebot: {exc}", file=sys.stderr)
             return 2
