@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 BACKOFF_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 3600.0
 DEBOUNCE_MS = 1600  # changes within this window (an editor's save, a copied folder) make one run
+SETTLE_SECONDS = 1.0  # after a folder's notifier starts, one more (cheap) look catches what changed meanwhile
 
 
 @dataclass
@@ -145,7 +146,9 @@ class Watcher:
                 state.failures = 0
                 state.due = now + state.source.every if state.source.every else math.inf
                 if state.source.kind == "folder" and not state.watched:
+                    # A change made before the notifier is armed would go unseen: look once more after it is.
                     self._watch_folder(state)
+                    state.due = min(state.due, now + self._debounce_ms / 1000 + SETTLE_SECONDS)
             else:
                 state.failures += 1
                 delay = min(self._backoff * 2 ** (state.failures - 1), state.source.every or MAX_BACKOFF_SECONDS)

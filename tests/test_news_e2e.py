@@ -120,6 +120,6 @@ def test_watching_needs_a_source_list(settings: Settings, tmp_path: Path, capsys
     )
     assert main(watching) == 2
     assert capsys.readouterr().err == (
-        f"citebot: no source list at {tmp_path / 'sources.toml'}; create it (see README, section Sources) or pass "
-        "--sources FILE\n"
+        f"citebot: no source list at {tmp_path / 'sources.toml'}; create it (see README, section Sources) or set "
+        "CITEBOT_SOURCES\n"
     )
