@@ -19,6 +19,7 @@ from typing import cast
 # name -> module, in the order `python -m bench` runs them. Add new benchmark modules here.
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest_bbc",
+    "feed": "bench.feed_bbc",
     "squad": "bench.squad",
     "abstention": "bench.abstention",
     "latency": "bench.latency",

@@ -111,10 +111,11 @@ class Engine:
         """The question with its search text embedded, and the `k` passages the hybrid retriever finds for it, all
         from one snapshot of the corpus."""
         question = replace(question, vector=self.embedder.embed_query(question.search_text))
-        question = without_time_terms(question, datetime.now(UTC))  # "in May" is for the dates, not the quotes
         snapshot = self.searcher.snapshot()
         retriever = HybridRetriever(searcher=self.searcher, k=k, query_vector=question.vector, snapshot=snapshot)
         hits = tuple(document.metadata["hit"] for document in retriever.invoke(question.search_text))
+        if any(hit.published for hit in hits):  # "in May" is answered by the documents' dates, not by the quotes
+            question = without_time_terms(question, datetime.now(UTC))
         return Retrieval(question, hits, snapshot)
 
     def warm_up(self) -> None:

@@ -111,7 +111,9 @@ class HybridSearcher:
         if not snapshot.chunks:
             return []
         now = datetime.now(UTC)
-        frame = time_frame(query, now)  # "latest", "in May": choose among more passages by publication date
+        # "latest", "in May": choose among more passages by publication date (when the corpus has dates at all).
+        dated = any(document.published for document in snapshot.documents.values())
+        frame = time_frame(query, now) if dated else None
         wanted = k if frame is None else k * POOL_FACTOR
         candidates = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
         vector = self._embedder.embed_query(query) if query_vector is None else query_vector

@@ -162,7 +162,10 @@ def read_sitemap(fetched: Fetched) -> tuple[list[Entry], list[str]]:
         if location:
             lastmod = (item.findtext("{*}lastmod") or "").strip() or None
             link = urljoin(fetched.final_url, location)
-            pages.append(Entry(link, link, "", normalize(lastmod), lastmod))
+            # <lastmod> says when a page changed, not when it was published; a news sitemap says that too.
+            published = normalize(item.findtext(".//{*}publication_date"))
+            title = " ".join((item.findtext(".//{*}title") or "").split())
+            pages.append(Entry(link, link, title, published, lastmod))
     for item in root.iter("{*}sitemap"):
         location = (item.findtext("{*}loc") or "").strip()
         if location:

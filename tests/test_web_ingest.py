@@ -319,6 +319,8 @@ def test_a_sitemap_uses_lastmod(site, store, embedder):
     sitemap_url = site.url("/sitemap.xml")
     assert counts(pipeline(store, embedder).run([sitemap_url])) == (3, 0, 0, 0, 0)
     assert {record.origin for record in store.documents().values()} == {"sitemap"}
+    bridge = by_source(store)[site.url("/news/bridge-cost.html")]
+    assert bridge.published == "2025-06-04", "published comes from the page; <lastmod> is not a publication date"
     # One page changes and says so in <lastmod>: only it is fetched.
     title, paragraphs, published = ARTICLES["/news/library-reopens.html"]
     publish(site, "/news/library-reopens.html", title, [*paragraphs, "It now opens on Sundays too."], published)
