@@ -290,6 +290,8 @@ def run_default(args: argparse.Namespace, settings: Settings) -> int:
         "citebot: DISCORD_TOKEN is not set, starting the local REPL (set it in .env to run the Discord bot)",
         file=sys.stderr,
     )
+    if settings.watch:
+        print("citebot: CITEBOT_WATCH runs with the bot only; run `citebot watch` in another terminal", file=sys.stderr)
     return run_repl(args, settings)
 
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.discord_app import main
-from tests.conftest import VENV_BIN, cli_env
+from tests.conftest import VENV_BIN, citebot, cli_env
 from tests.fake_discord import FakeDiscord, FakeInteraction
 from tests.test_discord_e2e import TOKEN, embed_text
 from tests.web_site import RSS, Site, article_page, rss_feed
@@ -123,3 +123,9 @@ def test_watching_needs_a_source_list(settings: Settings, tmp_path: Path, capsys
         f"citebot: no source list at {tmp_path / 'sources.toml'}; create it (see README, section Sources) or set "
         "CITEBOT_SOURCES\n"
     )
+
+
+def test_make_run_without_a_token_says_the_watcher_needs_the_bot(settings: Settings, tmp_path: Path) -> None:
+    result = citebot("run", env=cli_env(settings, CITEBOT_WATCH="true"), cwd=tmp_path, stdin="")
+    assert "citebot: CITEBOT_WATCH runs with the bot only; run `citebot watch` in another terminal" in result.stderr
+    assert result.returncode == 0, result.stderr
