@@ -21,7 +21,6 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest_bbc",
     "feed": "bench.feed_bbc",
     "squad": "bench.squad",
-    "abstention": "bench.abstention",
     "latency": "bench.latency",
 }
 

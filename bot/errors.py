@@ -11,7 +11,8 @@ CitebotError
 │   └── SkippedFile      deliberately not indexed (does not fail the run)
 │       ├── UnsupportedFile  a file type citebot does not read
 │       └── EmptyFile        a file with no text
-└── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
+├── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
+└── BusyError            too many questions are waiting; the asker should try again shortly
 """
 
 from __future__ import annotations
@@ -66,4 +67,8 @@ class QuestionError(CitebotError):
 
 
 class AnswerError(CitebotError):
+    pass
+
+
+class BusyError(CitebotError):
     pass
