@@ -874,10 +874,17 @@ class FakeDiscord:
         (https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-resolved-data-structure).
         Its ``url`` serves ``content``, like Discord's CDN does
         (https://discord.com/developers/docs/resources/message#attachment-object)."""
-        attachment = self._attachment(filename)
-        attachment.update(size=len(content), content_type=content_type)
-        self.attachment_files[attachment["id"]] = (content, content_type)
-        return attachment
+        attachment_id = snowflake()
+        url = f"{self.base_url}/attachments/{attachment_id}/{filename}"
+        self.attachment_files[attachment_id] = (content, content_type)
+        return {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(content),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
 
     async def _attachment_download(self, request: web.Request) -> web.StreamResponse:
         stored = self.attachment_files.get(request.match_info["attachment_id"])

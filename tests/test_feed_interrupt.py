@@ -37,13 +37,13 @@ ingest.pipeline.EMBED_BATCH_CHUNKS = batch_chunks
 original = ChunkStore.add_chunks
 calls = []
 
-def add_chunks(self, chunks, vectors):
+def add_chunks(self, chunks, vectors, sentences=None):
     calls.append(len(chunks))
     if len(calls) == crash_on:
         half = len(chunks) // 2
-        original(self, chunks[:half], vectors[:half])
+        original(self, chunks[:half], vectors[:half], sentences[:half] if sentences else None)
         os.kill(os.getpid(), signal.SIGKILL)
-    original(self, chunks, vectors)
+    original(self, chunks, vectors, sentences)
 
 ChunkStore.add_chunks = add_chunks
 sys.exit(main(["ingest", feed]))

@@ -86,8 +86,8 @@ async def running(fake: FakeDiscord, site: Site, settings: Settings, cwd: Path) 
 
 async def ask(fake: FakeDiscord, question: str) -> str:
     interaction: FakeInteraction = await fake.dispatch_slash_command("ask", {"question": question})
-    followup = await fake.wait_for_followup(interaction, WAIT)
-    return "\n".join(embed_text(embed) for embed in followup.json["embeds"])
+    answer = await fake.wait_for_original_edit(interaction, WAIT)  # the "thinking…" message becomes the answer
+    return "\n".join(embed_text(embed) for embed in answer.json["embeds"])
 
 
 async def test_ask_discord_about_an_article_published_after_the_bot_started(settings: Settings, tmp_path: Path):

@@ -72,7 +72,8 @@ def pipeline(store: ChunkStore, embedder: HashingEmbedder, **options: object) ->
 
 
 def document_text(store: ChunkStore, record: DocumentRecord) -> str:
-    return "\n".join(chunk.text for chunk in sorted(store.chunks_of([record.doc_id]), key=lambda c: c.position))
+    chunks = sorted((chunk for chunk, _ in store.chunks_of([record.doc_id])), key=lambda chunk: chunk.position)
+    return "\n".join(chunk.text for chunk in chunks)
 
 
 def by_source(store: ChunkStore) -> dict[str, DocumentRecord]:
