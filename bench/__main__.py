@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "feed": "bench.feed_bbc",
     "squad": "bench.squad",
     "latency": "bench.latency",
+    "questionlog": "bench.questionlog",
 }
 
 _NOT_BENCHMARKS = {"__init__", "__main__", "common"}

@@ -57,11 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("repl", help="ask questions interactively, with follow-ups")
     discord = commands.add_parser("discord", help="run the Discord bot (needs DISCORD_TOKEN)")
     discord.add_argument("--watch", action="store_true", help="also keep the source list ingested (CITEBOT_WATCH)")
-    feedback = commands.add_parser("feedback", help="work with the 👍/👎 feedback collected in Discord")
+    feedback = commands.add_parser("feedback", help="work with the question log's 👍/👎 votes and declined questions")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
     export = feedback_commands.add_parser("export", help="write the feedback as `citebot eval` JSONL lines")
     export.add_argument("--votes", choices=["down", "up", "all"], default="down", help="which votes (default: down)")
     export.add_argument("-o", "--output", type=Path, default=None, help="write here instead of standard output")
+    export.add_argument(
+        "--declined", action="store_true", help="also the unvoted questions the bot declined (closest or none)"
+    )
+    web = commands.add_parser("web", help="run the operator console (questions, gaps, citations in context)")
+    web.add_argument("--host", default=None, help="address to bind (default: CITEBOT_WEB_HOST, else 127.0.0.1)")
+    web.add_argument(
+        "--port", type=_port, default=None, help="port (default: CITEBOT_WEB_PORT, else 8080; 0 picks a free one)"
+    )
     commands.add_parser("run", help="start the Discord bot when DISCORD_TOKEN is set, else the REPL")
 
     evaluate = commands.add_parser("eval", help="score the engine on a JSONL file of questions")
@@ -79,6 +87,12 @@ def _positive_int(text: str) -> int:
     if not 1 <= value <= 50:
         raise argparse.ArgumentTypeError(f"{value} is out of range; use 1 to 50")
     return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; use 0 to 65535")
+    return int(text)
 
 
 def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
@@ -215,9 +229,11 @@ def run_watch(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_ask(args: argparse.Namespace, settings: Settings) -> int:
     from bot.engine import Engine
+    from bot.feedback import FeedbackStore
     from bot.render import render_answer
 
     engine = Engine(settings)
+    question_log = FeedbackStore.for_settings(settings)  # written in the background, the rest at exit
     if args.question:
         questions: Iterable[str] = [" ".join(args.question)]
     else:
@@ -237,6 +253,7 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print(f"citebot: {exc}", file=sys.stderr)
             continue
+        question_log.record_answer(answer, "cli")
         if args.json:
             print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
         else:
@@ -276,9 +293,16 @@ def run_feedback(args: argparse.Namespace, settings: Settings) -> int:
     from bot.feedback import export_command
 
     if args.output is None:
-        return export_command(settings, sys.stdout, args.votes)
+        return export_command(settings, sys.stdout, args.votes, args.declined)
     with args.output.open("w", encoding="utf-8") as output:
-        return export_command(settings, output, args.votes)
+        return export_command(settings, output, args.votes, args.declined)
+
+
+def run_web(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.web import DEFAULT_PORT, serve
+
+    port = args.port if args.port is not None else (settings.web_port or DEFAULT_PORT)
+    return serve(settings, args.host or settings.web_host, port)
 
 
 def run_default(args: argparse.Namespace, settings: Settings) -> int:
@@ -303,6 +327,7 @@ _COMMANDS = {
     "repl": run_repl,
     "discord": run_discord,
     "feedback": run_feedback,
+    "web": run_web,
     "run": run_default,
     "watch": run_watch,
 }

@@ -12,7 +12,8 @@ CitebotError
 │       ├── UnsupportedFile  a file type citebot does not read
 │       └── EmptyFile        a file with no text
 ├── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
-└── BusyError            too many questions are waiting; the asker should try again shortly
+├── BusyError            too many questions are waiting; the asker should try again shortly
+└── ConsoleError         the operator console cannot listen on its address (e.g. the port is taken)
 """
 
 from __future__ import annotations
@@ -71,4 +72,8 @@ class AnswerError(CitebotError):
 
 
 class BusyError(CitebotError):
+    pass
+
+
+class ConsoleError(CitebotError):
     pass

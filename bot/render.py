@@ -95,6 +95,8 @@ def render_answer(answer: Answer, target: Console | None = None) -> None:
         if relative:  # "on Monday" in a dated article: say which Monday, next to the untouched quote
             out.print(f"    ({'; '.join(str(date) for date in relative)})", style="yellow", markup=False)
         out.print(f"    {place}", style="dim", markup=False)
+        if citation.link:
+            out.print(f"    {citation.link}", style="dim", markup=False)
 
 
 def render_evaluation(report: EvaluationReport) -> None:

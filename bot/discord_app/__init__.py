@@ -31,6 +31,7 @@ from bot.discord_app.errors import DiscordSetupError
 from bot.discord_app.logs import RedactToken, install_redaction, setup_logging
 from bot.errors import CitebotError
 from bot.feedback import FeedbackStore
+from bot.web import console_alongside
 
 __all__ = ["CitebotBot", "DiscordSetupError", "RedactToken", "main", "serve"]
 
@@ -218,9 +219,11 @@ def main(settings: Settings) -> int:
             return 2
         threading.Thread(target=watcher.run, name="citebot-watch", daemon=True).start()
     try:
-        return asyncio.run(serve(settings, engine, feedback, ingestor=ingestor))
+        with console_alongside(settings, engine, feedback):  # CITEBOT_WEB_PORT: the console in this process too
+            return asyncio.run(serve(settings, engine, feedback, ingestor=ingestor))
     except KeyboardInterrupt:
         return 0
     finally:
         if watcher is not None:
             watcher.stop()
+        feedback.close()

@@ -68,7 +68,8 @@ def _blockquote(text: str) -> str:
 
 def citation_location(citation: Citation) -> str:
     """Where the quote is: the source path (a link to the passage for web pages), the character span, the page
-    and the publication date, for checking it by hand; then what relative dates in the quote mean."""
+    and the publication date, for checking it by hand, and the link to the passage in the console when there is
+    one; then what relative dates in the quote mean."""
     source = citation.source.replace("`", "'")
     where = f"`{shorten(source, 300)}`"
     if citation.url:
@@ -81,6 +82,8 @@ def citation_location(citation: Citation) -> str:
         where += f" (page {citation.page})"
     if citation.published:
         where += f" · {format_day(citation.published)}"
+    if citation.link:
+        where += f" · [read in context]({citation.link})"
     relative = relative_dates(citation.quote, citation.published)
     if relative:
         where += "\n(" + clean("; ".join(str(date) for date in relative)) + ")"
