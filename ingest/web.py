@@ -44,6 +44,7 @@ MAX_CHILD_SITEMAPS = 50
 UNSUPPORTED = "citebot reads HTML pages, RSS/Atom feeds and sitemaps"
 
 Kind = Literal["page", "feed", "sitemap", "sitemapindex"]
+_SITEMAP_MARKERS: tuple[tuple[bytes, Kind], ...] = ((b"<sitemapindex", "sitemapindex"), (b"<urlset", "sitemap"))
 Progress = Callable[[str, int, int], None]
 
 
@@ -76,9 +77,9 @@ def classify(fetched: Fetched) -> Kind:
     head = fetched.body[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     looks_xml = head.startswith(b"<?xml") or head.startswith((b"<rss", b"<feed", b"<rdf:rdf", b"<urlset", b"<sitemap"))
     if fetched.media_type in XML_TYPES or (looks_xml and fetched.media_type in ("", "text/plain", *HTML_TYPES)):
-        for marker, kind in ((b"<sitemapindex", "sitemapindex"), (b"<urlset", "sitemap")):
+        for marker, kind in _SITEMAP_MARKERS:
             if marker in head:
-                return kind  # type: ignore[return-value]
+                return kind
         if any(marker in head for marker in (b"<rss", b"<feed", b"<rdf:rdf", b"<channel")):
             return "feed"
         if b"<html" in head:
