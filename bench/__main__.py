@@ -20,6 +20,7 @@ from typing import cast
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest_bbc",
     "answers": "bench.answers",
+    "feed": "bench.feed_bbc",
     "squad": "bench.squad",
     "latency": "bench.latency",
     "questionlog": "bench.questionlog",

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 ProgressCallback = Callable[[str, int, int], None]
 
-_STAGE_LABELS = {"scan": "Reading files", "embed": "Embedding documents"}
+_STAGE_LABELS = {"scan": "Reading files", "fetch": "Fetching pages", "embed": "Embedding documents"}
 # Without a terminal, print a line at most this often, so logs stay readable.
 _PLAIN_INTERVAL_SECONDS = 2.0
 
@@ -21,7 +21,7 @@ def progress_reporter(enabled: bool = True) -> Iterator[ProgressCallback]:
     elif sys.stderr.isatty():
         yield from _rich_progress()
     else:
-        yield _plain_progress()
+        yield plain_progress()
 
 
 def _rich_progress() -> Iterator[ProgressCallback]:
@@ -40,7 +40,8 @@ def _rich_progress() -> Iterator[ProgressCallback]:
         yield update
 
 
-def _plain_progress() -> ProgressCallback:
+def plain_progress() -> ProgressCallback:
+    """Progress as log lines, at most one per stage every two seconds (long-running processes, CI logs)."""
     last = {"time": 0.0}
 
     def update(stage: str, done: int, total: int) -> None:

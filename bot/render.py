@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from bot.dates import format_day, relative_dates
 from bot.types import Answer, DocumentRecord
 
 if TYPE_CHECKING:
@@ -48,15 +49,34 @@ def render_sources(records: Sequence[DocumentRecord]) -> None:
         console.print("The index is empty: run `citebot ingest` to add documents.")
         return
     table = Table(title=f"{len(records)} indexed document(s)")
-    for column in ("title", "source", "chunks", "ingested at"):
+    table.add_column("title", overflow="fold", min_width=24)
+    for column in ("source", "origin", "published", "chunks", "ingested at"):
         table.add_column(column, overflow="fold")
     for record in records:
-        table.add_row(record.title, ", ".join(record.sources), str(record.chunks), record.ingested_at)
+        published = format_day(record.published) or "unknown"
+        ingested = record.ingested_at[:16].replace("T", " ")  # to the minute
+        table.add_row(record.title, ", ".join(record.sources), record.origin, published, str(record.chunks), ingested)
     console.print(table)
 
 
+def source_json(record: DocumentRecord) -> dict[str, object]:
+    """One document as `citebot sources --json` prints it."""
+    return {
+        "doc_id": record.doc_id,
+        "title": record.title,
+        "sources": list(record.sources),
+        "origin": record.origin,
+        "url": record.url,
+        "published": record.published,
+        "author": record.author,
+        "fetched": record.fetched,
+        "ingested_at": record.ingested_at,
+        "chunks": record.chunks,
+    }
+
+
 def render_answer(answer: Answer, target: Console | None = None) -> None:
-    """The answer, then one numbered source per citation: title, the quote, the file and position."""
+    """The answer, then one numbered source per citation: title, the quote, the file (or URL), position and date."""
     out = target or console
     style = "yellow" if answer.abstained else "bold"
     out.print(answer.text, style=style, markup=False)
@@ -66,9 +86,14 @@ def render_answer(answer: Answer, target: Console | None = None) -> None:
         place = f"{citation.source}:{citation.start}-{citation.end}"
         if citation.page is not None:
             place += f" (page {citation.page})"
+        if citation.published:
+            place += f" · published {format_day(citation.published)}"
         out.print(f"[{citation.n}] ", style="cyan", end="", markup=False)
         out.print(citation.title, style="bold", markup=False)
         out.print(f'    "{citation.quote}"', style="green", markup=False)
+        relative = relative_dates(citation.quote, citation.published)
+        if relative:  # "on Monday" in a dated article: say which Monday, next to the untouched quote
+            out.print(f"    ({'; '.join(str(date) for date in relative)})", style="yellow", markup=False)
         out.print(f"    {place}", style="dim", markup=False)
         if citation.link:
             out.print(f"    {citation.link}", style="dim", markup=False)
