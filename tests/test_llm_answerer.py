@@ -315,7 +315,7 @@ def stub_settings(url: str, timeout: float = 1.0, key: str | None = None) -> Set
 
 
 def real_answerer(settings: Settings) -> LLMAnswerer:
-    answerer = create_answerer(settings)
+    answerer = create_answerer(settings, ExtractiveAnswerer())
     assert isinstance(answerer, LLMAnswerer)
     return answerer
 
@@ -416,7 +416,7 @@ def test_missing_model_is_a_config_error() -> None:
 def test_missing_key_is_a_config_error(provider: LLMProvider, variable: str) -> None:
     settings = Settings(llm=provider, llm_model="some-model", _env_file=None)  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match=f"set CITEBOT_LLM_API_KEY \\(or {variable}\\)") as error:
-        create_answerer(settings)
+        create_answerer(settings, ExtractiveAnswerer())
     assert "\n" not in str(error.value)
 
 
