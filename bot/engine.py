@@ -19,8 +19,8 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from bot.answering import Answerer
 from bot.answering.factory import create_answerer
 from bot.config import Settings
-from bot.embeddings import Embedder, create_embedder
-from bot.errors import QuestionError
+from bot.embeddings import Embedder, create_query_embedder
+from bot.errors import EmptyIndexError, QuestionError
 from bot.keyword import terms, words
 from bot.retrieval import HybridRetriever, HybridSearcher, Retrieval
 from bot.store import ChunkStore
@@ -89,7 +89,7 @@ class Engine:
         answerer: Answerer | None = None,
     ) -> None:
         self.settings = settings
-        self.embedder = embedder or create_embedder(settings.embedding_model, settings.embedding_device)
+        self.embedder = embedder or create_query_embedder(settings)
         self.store = store or ChunkStore(settings, self.embedder)
         self.searcher = HybridSearcher(self.store, self.embedder)
         self.answerer = answerer or create_answerer(settings, self.embedder)
@@ -101,6 +101,8 @@ class Engine:
 
     def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None) -> Answer:
         """Answer one question; `history` holds the earlier turns of the conversation, oldest first."""
+        if not self.searcher.snapshot().documents:
+            raise EmptyIndexError(self.store.location)
         return self._chain.invoke(Request(question, tuple(history), k or self.settings.top_k))
 
     def retrieve(self, question: Question, k: int) -> Retrieval:
@@ -113,13 +115,16 @@ class Engine:
         return Retrieval(question, hits, snapshot)
 
     def warm_up(self) -> None:
-        """Load the model and the keyword index now, so the first question is as fast as the others."""
+        """Open the index, then load the model and the keyword index, so the first question is as fast as the
+        others (and an unreachable index is reported before the model loads)."""
+        self.searcher.snapshot()
         vector = self.embedder.embed_query("warm up")
         # A search (not just an embedding) also opens Chroma's vector index, which the first query would pay for.
         self.searcher.search("warm up", 1, query_vector=vector)
 
     def documents(self) -> list[DocumentRecord]:
-        return sorted(self.searcher.snapshot().documents.values(), key=lambda record: record.source)
+        """The indexed documents as the index holds them now (never a cached list), sorted by source."""
+        return sorted(self.searcher.snapshot(fresh=True).documents.values(), key=lambda record: record.source)
 
     def _prepare(self, request: Request) -> _Prepared:
         started = time.perf_counter()

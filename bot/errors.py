@@ -8,6 +8,8 @@ CitebotError
 │   └── SkippedFile      deliberately not indexed (does not fail the run)
 │       ├── UnsupportedFile  a file type citebot does not read
 │       └── EmptyFile        a file with no text
+├── QuestionError        a question that cannot be asked (empty, too long)
+│   └── EmptyIndexError  no document is indexed yet
 └── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
 """
 
@@ -48,6 +50,14 @@ class EmptyFile(SkippedFile):
 
 class QuestionError(CitebotError):
     pass
+
+
+class EmptyIndexError(QuestionError):
+    """No document is indexed, so there is nothing to answer from; the message says how to add some."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"the index is empty ({location}): run `citebot ingest corpus/` (or `make run`)")
+        self.location = location
 
 
 class AnswerError(CitebotError):

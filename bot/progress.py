@@ -1,4 +1,5 @@
-"""Progress for long runs: a rich progress bar on a terminal, plain log lines otherwise (CI logs, pipes)."""
+"""Progress for long runs: a rich progress bar on a terminal, plain log lines otherwise (CI logs, pipes); and
+`announce`, which says on a terminal what a command is waiting for (loading a model), so no wait is silent."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ ProgressCallback = Callable[[str, int, int], None]
 _STAGE_LABELS = {"scan": "Reading files", "embed": "Embedding documents"}
 # Without a terminal, print a line at most this often, so logs stay readable.
 _PLAIN_INTERVAL_SECONDS = 2.0
+
+
+def announce(message: str) -> None:
+    """Tell a person at a terminal what we are waiting for (on stderr; nothing in pipes, logs or JSON output).
+
+    While a progress bar is drawn, rich routes this line above the bar.
+    """
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(message, style="dim", markup=False)
 
 
 @contextmanager

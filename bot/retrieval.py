@@ -62,15 +62,16 @@ class HybridSearcher:
         self._lock = threading.Lock()
         self._terms: dict[str, list[str]] = {}  # chunk id -> analyzed terms, so a refresh only analyzes new chunks
 
-    def snapshot(self) -> CorpusSnapshot:
-        """The current corpus, renewed when another write happened (checked at most once per refresh period)."""
+    def snapshot(self, fresh: bool = False) -> CorpusSnapshot:
+        """The current corpus, renewed when another write happened (checked at most once per refresh period, or
+        now when `fresh`). A failed check raises every time: a cached corpus is never passed off as current."""
         with self._lock:
             now = time.monotonic()
-            if now - self._checked_at >= self._refresh_seconds:
-                self._checked_at = now
+            if fresh or now - self._checked_at >= self._refresh_seconds:
                 generation = self._store.generation()
                 if generation != self._snapshot.generation:
                     self._snapshot = self._load(generation)
+                self._checked_at = now
             return self._snapshot
 
     def _load(self, generation: str) -> CorpusSnapshot:

@@ -217,7 +217,9 @@ def abstain(question: str, hits: list[ScoredChunk], closest_similarity: float, r
     citations = tuple(
         citation(n, hit, hit.chunk.start, hit.chunk.end, hit.chunk.text) for n, hit in enumerate(closest, start=1)
     )
-    if citations:
+    if len(citations) == 1:
+        text += " The closest passage I found is [1], but it doesn't answer the question."
+    elif citations:
         markers = " and ".join(f"[{citation.n}]" for citation in citations)
         text += f" The closest passages I found are {markers}, but they don't answer the question."
     return Answer(question=question, text=text, citations=citations, support="closest" if citations else "none")
