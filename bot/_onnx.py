@@ -81,11 +81,16 @@ def export_key(model: str, path: str) -> str:
 
 
 @contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_path`: two processes starting at once export the model only once."""
+def _exclusive(lock_path: Path, announce: Announce) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path`: two processes starting at once export the model only once (the
+    second says that it waits, then finds the export done)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            announce("Waiting for another citebot process to prepare the embedding model…")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -103,7 +108,7 @@ def ensure_export(folder: Path, export: Export, announce: Announce = quiet, noti
     """
     if (folder / CONFIG_FILE).is_file():
         return folder
-    with _exclusive(folder.with_name(folder.name + ".lock")):
+    with _exclusive(folder.with_name(folder.name + ".lock"), announce):
         if (folder / CONFIG_FILE).is_file():  # another process exported it while we waited for the lock
             return folder
         for stale in folder.parent.glob(f"{folder.name}.tmp-*"):

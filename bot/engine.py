@@ -102,7 +102,7 @@ class Engine:
     def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None) -> Answer:
         """Answer one question; `history` holds the earlier turns of the conversation, oldest first."""
         if not self.searcher.snapshot().documents:
-            raise EmptyIndexError(self.store.location)
+            raise EmptyIndexError()
         return self._chain.invoke(Request(question, tuple(history), k or self.settings.top_k))
 
     def retrieve(self, question: Question, k: int) -> Retrieval:

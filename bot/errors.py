@@ -53,11 +53,14 @@ class QuestionError(CitebotError):
 
 
 class EmptyIndexError(QuestionError):
-    """No document is indexed, so there is nothing to answer from; the message says how to add some."""
+    """No document is indexed, so there is nothing to answer from; the message says how to add some.
 
-    def __init__(self, location: str) -> None:
-        super().__init__(f"the index is empty ({location}): run `citebot ingest corpus/` (or `make run`)")
-        self.location = location
+    `location` (where the index was looked for) is for the operator's terminal; a chat user is not told it.
+    """
+
+    def __init__(self, location: str | None = None) -> None:
+        where = f" ({location})" if location else ""
+        super().__init__(f"the index is empty{where}: run `citebot ingest corpus/` (or `make run`)")
 
 
 class AnswerError(CitebotError):

@@ -112,12 +112,12 @@ def render_citation(out: Console, citation: Citation, show_quote: bool) -> None:
     """`[n] Title`, then (indented) the quote when the answer text does not already hold it, then where it is."""
     marker = Text(f"[{citation.n}] ", style="cyan")
     indent = max(INDENT, marker.cell_len)
-    title = citation.title or citation.source
+    title = " ".join((citation.title or citation.source).split())
     if citation.published:
         title += f" ({citation.published[:10]})"
     paragraph(out, Text(title, style="bold"), indent=indent, first=marker)
-    if show_quote:
-        paragraph(out, Text(f"“{citation.quote}”", style="green"), indent=indent)
+    if show_quote:  # one paragraph: the passage's own line breaks would break the indent
+        paragraph(out, Text(f"“{' '.join(citation.quote.split())}”", style="green"), indent=indent)
     for line in citation_places(citation):
         paragraph(out, Text(fit_path(out, line, indent), style="dim"), indent=indent)
 

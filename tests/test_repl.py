@@ -232,7 +232,7 @@ def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[...
 def test_repl_quit_and_empty_index(start_repl: Callable[..., Terminal], settings: Settings) -> None:
     repl = start_repl()
     repl.expect("The index is empty (embedded Chroma in", "run `citebot ingest corpus/` (or `make run`)", PROMPT)
-    reply = repl.line("why Seoul?", "error: the index is empty (embedded Chroma in")
+    reply = repl.line("why Seoul?", "error: the index is empty: ")
     assert "run `citebot ingest corpus/` (or `make run`)" in reply and "corpus doesn't say" not in reply
     repl.send(":quit\r")
     assert repl.wait() == 0
