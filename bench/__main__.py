@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "squad": "bench.squad",
     "abstention": "bench.abstention",
     "latency": "bench.latency",
+    "startup": "bench.startup",
 }
 
 _NOT_BENCHMARKS = {"__init__", "__main__", "common"}

@@ -21,7 +21,7 @@ import pytest
 from bot.config import Settings
 from tests.conftest import SEED_CORPUS, VENV_BIN, citebot, cli_env, free_port
 from tests.fake_discord import FakeDiscord
-from tests.test_repl import _ANSI, Terminal
+from tests.test_repl import _ANSI, PROMPT, Terminal
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -355,3 +355,40 @@ def test_the_readme_stays_inside_the_repository_and_states_the_contract() -> Non
     for field in Settings.model_fields.values():
         names = [name for name in field.validation_alias.choices if name.isupper()]  # type: ignore[union-attr]
         assert any(f"`{name}`" in readme for name in names), f"{names} missing from the settings table"
+
+
+@pytest.mark.server
+def test_the_repl_says_so_when_the_server_goes_away_and_never_shows_a_stale_list(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(VENV_BIN / "chroma"), "run", "--path", str(tmp_path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    try:
+        shutil.copytree(SEED_CORPUS, tmp_path / "corpus")
+        env = cli_env(settings, CITEBOT_CHROMA_HOST="127.0.0.1", CITEBOT_CHROMA_PORT=str(port))
+        deadline = time.monotonic() + 60
+        while (ingest := citebot("ingest", "corpus", env=env, cwd=tmp_path)).returncode != 0:
+            assert time.monotonic() < deadline, ingest.stderr  # the server is still starting
+            time.sleep(0.5)
+        repl = Terminal([str(VENV_BIN / "citebot"), "repl"], {**env, "TERM": "xterm"}, tmp_path)
+        try:
+            repl.expect("2 documents indexed", PROMPT)
+            repl.line(":sources", "2 indexed documents")
+            server.terminate()
+            server.wait(timeout=30)
+            gone = f"error: cannot reach the Chroma server at 127.0.0.1:{port}: start it"
+            reply = repl.line("why Seoul?", gone)
+            assert reply.count("Chroma server") == 1 and "Are you sure" not in reply
+            reply = repl.line(":sources", gone)
+            assert "indexed document" not in reply and "China sends He Lifeng" not in reply
+            assert repl.alive() and "Traceback" not in repl.text
+        finally:
+            repl.close()
+    finally:
+        server.kill()
+        server.wait()
