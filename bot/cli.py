@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings, load_settings
 from bot.embeddings import Embedder, create_embedder, create_query_embedder, prepare_query_embedder
-from bot.errors import CitebotError, ConfigError, EmptyIndexError, QuestionError
+from bot.errors import CitebotError, ConfigError, EmbeddingError, EmptyIndexError, QuestionError
 from bot.progress import announce, progress_reporter
 from bot.store import ChunkStore
 
@@ -117,10 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.freeze()
         return status
     except KeyboardInterrupt:
-        print(
-            "citebot: interrupted; every file is still indexed, in its old or its new version (run again to finish)",
-            file=sys.stderr,
-        )
+        if args.command == "ingest":
+            print(
+                "citebot: interrupted; every file is still indexed, in its old or its new version "
+                "(run again to finish)",
+                file=sys.stderr,
+            )
+        else:
+            print("citebot: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (UsageError, ConfigError) as exc:
         print(f"citebot: {exc}", file=sys.stderr)
@@ -140,7 +144,10 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     store, embedder = open_index(settings)
     with progress_reporter(enabled=not args.json) as progress:
         report = IngestPipeline(store, embedder, progress=progress).run(roots, dry_run=args.dry_run)
-        prepare_query_embedder(settings, embedder, announce)
+        try:
+            prepare_query_embedder(settings, embedder, announce)
+        except EmbeddingError as exc:  # the ingestion itself succeeded; the first question will try again
+            print(f"citebot: ingested, but {exc}; the first question will try again", file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
