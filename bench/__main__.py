@@ -20,7 +20,6 @@ from typing import cast
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest_bbc",
     "squad": "bench.squad",
-    "abstention": "bench.abstention",
     "latency": "bench.latency",
     "startup": "bench.startup",
 }

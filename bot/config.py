@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -125,6 +126,22 @@ class Settings(BaseSettings):
         None,
         validation_alias=_env("CITEBOT_DISCORD_SHARD_IDS"),
         description="Comma-separated shard ids this process runs (needs the shard count).",
+    )
+
+    discord_dms: bool = Field(
+        False,
+        validation_alias=_env("CITEBOT_DISCORD_DMS"),
+        description="Answer /ask and messages in direct messages (off: a DM gets a short note instead).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        validation_alias=_env("CITEBOT_LOG_FORMAT"),
+        description="Log lines of `citebot discord` as text or as one JSON object per line.",
+    )
+    log_questions: bool = Field(
+        False,
+        validation_alias=_env("CITEBOT_LOG_QUESTIONS"),
+        description="Include the question text in the log line of each answered question (off: ids and figures only).",
     )
 
     @field_validator("chroma_host", "llm_model", "llm_base_url", "discord_channels", "discord_shard_ids")

@@ -17,40 +17,58 @@ from dataclasses import dataclass, replace
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from bot.answering import Answerer
+from bot.answering.extractive import ExtractiveAnswerer
 from bot.answering.factory import create_answerer
 from bot.config import Settings
 from bot.embeddings import Embedder, create_query_embedder
 from bot.errors import EmptyIndexError, QuestionError
-from bot.keyword import terms, words
+from bot.keyword import terms
 from bot.retrieval import HybridRetriever, HybridSearcher, Retrieval
 from bot.store import ChunkStore
-from bot.types import Answer, DocumentRecord, Question, Turn
+from bot.types import Answer, DocumentRecord, Question, Support, Turn
 
 MAX_QUESTION_CHARS = 1000
 
-# "and who leads the U.S. side?", "what about Japan?", "why does he matter?": these lean on the previous turn.
-_FOLLOW_UP_OPENING = re.compile(r"^\s*(and|but|or|also|so|then|what about|how about|same for)\b", re.IGNORECASE)
-_REFERRING_WORDS = frozenset("he she they it him her them his hers their its this that these those there".split())
+# "tell me more", "go on", "what else?": quote what the conversation has not quoted yet.
+_MORE = re.compile(
+    r"^\s*(and\s+)?(tell me more|more|say more|go on|continue|keep going|what else|anything else|"
+    r"elaborate|more please|and then|what more|more details?)\b[\s?.!]*(please)?[\s?.!]*$",
+    re.IGNORECASE,
+)
 
 
-def prepare_question(text: str, history: Sequence[Turn] = ()) -> Question:
-    """Clean the question; for an elliptical follow-up, search with the previous question folded in."""
+def clean_question(text: str) -> str:
+    """The question with whitespace collapsed; empty or over-long questions are refused with a reason."""
     question = " ".join(text.split())
     if not question:
         raise QuestionError("the question is empty; ask something about the corpus")
     if len(question) > MAX_QUESTION_CHARS:
         raise QuestionError(f"the question is {len(question)} characters long; keep it under {MAX_QUESTION_CHARS}")
-    own_terms = terms(question)
-    previous = history[-1].question if history else ""
-    follow_up = bool(previous) and (
-        bool(_FOLLOW_UP_OPENING.match(question))
-        or len(own_terms) <= 1
-        or any(word in _REFERRING_WORDS for word in words(question))
-    )
-    if not follow_up:
-        return Question(question, question, tuple(own_terms), history=tuple(history))
+    return question
+
+
+_TIER_RANK: dict[Support, int] = {"none": 0, "closest": 1, "answered": 2}
+# The folded reading must be this much more confident to win a tie of tiers: it carries the previous question's
+# words, which make any passage about the earlier topic look closer than it is.
+FOLDED_READING_HANDICAP = 0.05
+
+
+def readings(text: str, history: Sequence[Turn] = (), limit: int = 5) -> tuple[Question, ...]:
+    """The ways to read a question in its conversation: on its own and, after an earlier turn, with the previous
+    question folded in; "tell me more" reads as the previous question, continued. The engine keeps the reading
+    the corpus supports best, so context helps "and who leads the U.S. side?" but cannot hijack "why Seoul?"."""
+    question = clean_question(text)
+    history = tuple(history)
+    own_terms = tuple(terms(question))
+    previous = next((turn.question for turn in reversed(history) if not _MORE.match(turn.question)), "")
+    if previous and _MORE.match(question):
+        return (Question(question, previous, tuple(terms(previous)), history=history, limit=limit, more=True),)
+    alone = Question(question, question, own_terms, history=history, limit=limit)
+    if not previous:
+        return (alone,)
     context_terms = tuple(term for term in terms(previous) if term not in own_terms)
-    return Question(question, f"{previous} {question}", tuple(own_terms), context_terms, tuple(history))
+    folded = Question(question, f"{previous} {question}", own_terms, context_terms, history, limit=limit)
+    return (alone, folded)
 
 
 @dataclass(frozen=True)
@@ -65,14 +83,14 @@ class Request:
 @dataclass(frozen=True)
 class _Prepared:
     request: Request
-    question: Question
+    readings: tuple[Question, ...]
     started: float
 
 
 @dataclass(frozen=True)
 class _Retrieved:
     request: Request
-    retrieval: Retrieval
+    retrievals: tuple[Retrieval, ...]
     started: float
     retrieved: float
 
@@ -92,7 +110,8 @@ class Engine:
         self.embedder = embedder or create_query_embedder(settings)
         self.store = store or ChunkStore(settings, self.embedder)
         self.searcher = HybridSearcher(self.store, self.embedder)
-        self.answerer = answerer or create_answerer(settings, self.embedder)
+        self.extractive = ExtractiveAnswerer(embedder=self.embedder)
+        self.answerer = answerer or create_answerer(settings, self.extractive)
         self._chain: Runnable[Request, Answer] = (
             RunnableLambda(self._prepare).with_config(run_name="prepare")
             | RunnableLambda(self._retrieve).with_config(run_name="retrieve")
@@ -115,9 +134,10 @@ class Engine:
         return Retrieval(question, hits, snapshot)
 
     def warm_up(self) -> None:
-        """Open the index, then load the model and the keyword index, so the first question is as fast as the
-        others (and an unreachable index is reported before the model loads)."""
+        """Open the index, then load the models and the keyword index, so the first question is as fast as the
+        others (and an unreachable index is reported before any model loads)."""
         self.searcher.snapshot()
+        self.extractive.warm_up()
         vector = self.embedder.embed_query("warm up")
         # A search (not just an embedding) also opens Chroma's vector index, which the first query would pay for.
         self.searcher.search("warm up", 1, query_vector=vector)
@@ -128,20 +148,30 @@ class Engine:
 
     def _prepare(self, request: Request) -> _Prepared:
         started = time.perf_counter()
-        return _Prepared(request, prepare_question(request.question, request.history), started)
+        return _Prepared(request, readings(request.question, request.history, request.k), started)
 
     def _retrieve(self, prepared: _Prepared) -> _Retrieved:
-        retrieval = self.retrieve(prepared.question, prepared.request.k)
-        return _Retrieved(prepared.request, retrieval, prepared.started, time.perf_counter())
+        retrievals = tuple(self.retrieve(question, prepared.request.k) for question in prepared.readings)
+        return _Retrieved(prepared.request, retrievals, prepared.started, time.perf_counter())
+
+    def best_reading(self, retrievals: Sequence[Retrieval]) -> Retrieval:
+        """The reading the corpus supports best: a higher tier first, then a higher confidence."""
+        if len(retrievals) == 1:
+            return retrievals[0]
+        judged = []
+        for order, retrieval in enumerate(retrievals):
+            analysis = self.extractive.analyse(retrieval)
+            tier = _TIER_RANK[self.extractive.support(analysis)]
+            judged.append((tier, analysis.confidence - FOLDED_READING_HANDICAP * order, -order, retrieval))
+        return max(judged, key=lambda item: item[:3])[3]
 
     def _answer(self, retrieved: _Retrieved) -> Answer:
-        answer = self.answerer.answer(retrieved.retrieval)
+        retrieval = self.best_reading(retrieved.retrievals)
+        answer = self.answerer.answer(retrieval)
         done = time.perf_counter()
         timings = {
             "retrieve": (retrieved.retrieved - retrieved.started) * 1000,
             "answer": (done - retrieved.retrieved) * 1000,
             "total": (done - retrieved.started) * 1000,
         }
-        return replace(
-            answer, question=retrieved.request.question, timings_ms=timings, retrieved=retrieved.retrieval.hits
-        )
+        return replace(answer, question=retrieved.request.question, timings_ms=timings, retrieved=retrieval.hits)

@@ -10,7 +10,8 @@ CitebotError
 │       └── EmptyFile        a file with no text
 ├── QuestionError        a question that cannot be asked (empty, too long)
 │   └── EmptyIndexError  no document is indexed yet
-└── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
+├── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
+└── BusyError            too many questions are waiting; the asker should try again shortly
 """
 
 from __future__ import annotations
@@ -64,4 +65,8 @@ class EmptyIndexError(QuestionError):
 
 
 class AnswerError(CitebotError):
+    pass
+
+
+class BusyError(CitebotError):
     pass

@@ -39,16 +39,23 @@ class Miss:
 
 @dataclass
 class EvaluationReport:
+    """Counts over a question file. Evidence counts when it is *shown*: quoted by an `answered` answer or as the
+    closest passage of a `closest` one; `confidence` is scored against "the first quote holds evidence"."""
+
     answerable: int = 0
     unanswerable: int = 0
-    evidence_hits: int = 0
+    evidence_first: int = 0
+    evidence_any: int = 0
     answer_hits: int = 0
-    abstained_unanswerable: int = 0
-    false_abstentions: int = 0
+    answered: int = 0  # answerable questions answered confidently
+    closest: int = 0  # answerable questions given the closest passage
+    declined: int = 0  # answerable questions with support "none"
+    unanswerable_answered: int = 0  # confident answers to questions the corpus cannot answer
     reciprocal_ranks: list[float] = field(default_factory=list)
     recall_hits: int = 0
     k: int = 5
     latencies_ms: list[float] = field(default_factory=list)
+    confidences: list[tuple[float, bool]] = field(default_factory=list)  # (confidence, first quote holds evidence)
     misses: list[Miss] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float | int]:
@@ -57,10 +64,15 @@ class EvaluationReport:
 
         latencies = sorted(self.latencies_ms) or [0.0]
         return {
-            "evidence_hit_rate": share(self.evidence_hits, self.answerable),
+            "evidence_first_quote": share(self.evidence_first, self.answerable),
+            "evidence_anywhere": share(self.evidence_any, self.answerable),
             "answer_hit_rate": share(self.answer_hits, self.answerable),
-            "abstention_on_unanswerable": share(self.abstained_unanswerable, self.unanswerable),
-            "false_abstention": share(self.false_abstentions, self.answerable),
+            "answered_rate": share(self.answered, self.answerable),
+            "closest_rate": share(self.closest, self.answerable),
+            "declined_answerable": share(self.declined, self.answerable),
+            "unanswerable_not_answered": share(self.unanswerable - self.unanswerable_answered, self.unanswerable),
+            "unanswerable_answered": share(self.unanswerable_answered, self.unanswerable),
+            "confidence_ece": expected_calibration_error(self.confidences),
             f"recall@{self.k}": share(self.recall_hits, self.answerable),
             "mrr": statistics.fmean(self.reciprocal_ranks) if self.reciprocal_ranks else 0.0,
             "latency_p50_ms": _percentile(latencies, 50),
@@ -72,6 +84,21 @@ class EvaluationReport:
         metrics: dict[str, Any] = {name: round(value, 4) for name, value in self.metrics().items()}
         metrics["misses"] = [{"q": miss.question, "kind": miss.kind, "got": miss.got} for miss in self.misses]
         return metrics
+
+
+def expected_calibration_error(scored: Sequence[tuple[float, bool]], bins: int = 10) -> float:
+    """The mean gap between stated confidence and observed accuracy, over ten equal-width bins."""
+    if not scored:
+        return 0.0
+    total = 0.0
+    for index in range(bins):
+        low, high = index / bins, (index + 1) / bins
+        inside = [(p, hit) for p, hit in scored if low <= p < high or (index == bins - 1 and p == 1.0)]
+        if inside:
+            mean = statistics.fmean(p for p, _ in inside)
+            accuracy = statistics.fmean(float(hit) for _, hit in inside)
+            total += len(inside) * abs(mean - accuracy)
+    return total / len(scored)
 
 
 def _percentile(ordered: list[float], percent: float) -> float:
@@ -106,23 +133,28 @@ def load_cases(path: Path) -> list[Case]:
 def run_evaluation(engine: Engine, cases: Sequence[Case], k: int | None = None) -> EvaluationReport:
     report = EvaluationReport(k=k or engine.settings.top_k)
     for case in cases:
-        answer: Answer = engine.ask(case.question, history=case.history, k=k)
+        answer: Answer = engine.ask(case.question, history=replay(engine, case.history, k), k=k)
         report.latencies_ms.append(answer.timings_ms.get("total", 0.0))
+        quotes = [citation.quote for citation in answer.citations] if answer.support != "none" else []
+        first = bool(quotes) and any(e in quotes[0] for e in case.evidence)
         if case.unanswerable:
             report.unanswerable += 1
-            if answer.abstained:
-                report.abstained_unanswerable += 1
-            else:
+            report.confidences.append((answer.confidence, False))
+            if not answer.abstained:
+                report.unanswerable_answered += 1
                 report.misses.append(Miss(case.question, case.kind or "unanswerable", answer.text))
             continue
         report.answerable += 1
-        quotes = [citation.quote for citation in answer.citations]
-        evidence_hit = not answer.abstained and any(e in quote for e in case.evidence for quote in quotes)
-        said = " ".join([answer.text, *quotes]).lower()
-        answer_hit = not answer.abstained and any(expected.lower() in said for expected in case.answer_any)
-        report.evidence_hits += evidence_hit
+        report.confidences.append((answer.confidence, first))
+        report.answered += answer.support == "answered"
+        report.closest += answer.support == "closest"
+        report.declined += answer.support == "none"
+        evidence_any = any(e in quote for e in case.evidence for quote in quotes)
+        said = " ".join([answer.text, *quotes]).lower() if quotes else ""
+        answer_hit = any(expected.lower() in said for expected in case.answer_any)
+        report.evidence_first += first
+        report.evidence_any += evidence_any
         report.answer_hits += answer_hit
-        report.false_abstentions += answer.abstained
         rank = next(
             (
                 position
@@ -133,6 +165,18 @@ def run_evaluation(engine: Engine, cases: Sequence[Case], k: int | None = None) 
         )
         report.recall_hits += rank is not None
         report.reciprocal_ranks.append(1.0 / rank if rank else 0.0)
-        if not (evidence_hit and answer_hit):
-            report.misses.append(Miss(case.question, case.kind or "answerable", answer.text))
+        if not first or answer.support != "answered":
+            report.misses.append(Miss(case.question, f"{case.kind or 'answerable'}, {answer.support}", answer.text))
     return report
+
+
+def replay(engine: Engine, history: Sequence[Turn], k: int | None) -> tuple[Turn, ...]:
+    """The conversation as the engine would have had it: each earlier question asked in turn (a case's history
+    holds questions; their answers, and what they quoted, come from the engine)."""
+    turns: list[Turn] = []
+    for turn in history:
+        if turn.answer:
+            turns.append(turn)
+        else:
+            turns.append(engine.ask(turn.question, history=tuple(turns), k=k).turn())
+    return tuple(turns)

@@ -4,8 +4,9 @@ Why SQLite in `data_dir`: votes must outlive restarts (the buttons are persisten
 exported later into `citebot eval` cases. This module must not import discord: it is core code, adapters call it.
 
 Tables: `answers(answer_id, question, answer, citations JSON, abstained, created_at)` and
-`votes(answer_id, user_id, vote 'up'|'down', voted_at)` with one row per (answer, user): a second click by the
-same user replaces the first.
+`votes(answer_id, user_id, vote 'up'|'down', voted_at, guild_id, channel_id, message_id)` with one row per
+(answer, user): a second click by the same user replaces the first. The database runs in WAL mode, so shard
+processes sharing the file write one after another while readers go on.
 
 `citebot feedback export --votes down|up|all` writes one JSONL line per voted answer (by its latest-majority vote,
 ties count as down so problems are not hidden):
@@ -23,13 +24,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, TypeVar
 
 from bot.config import Settings
 from bot.types import Answer
@@ -37,6 +39,7 @@ from bot.types import Answer
 Vote = Literal["up", "down"]
 VOTES: tuple[Vote, ...] = ("up", "down")
 FEEDBACK_FILE = "feedback.sqlite3"
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -52,9 +55,18 @@ CREATE TABLE IF NOT EXISTS votes (
     user_id TEXT NOT NULL,
     vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
     voted_at TEXT NOT NULL,
+    guild_id TEXT,
+    channel_id TEXT,
+    message_id TEXT,
     PRIMARY KEY (answer_id, user_id)
 );
 """
+# Where a vote was cast (so a 👎 can be traced to its message); added to databases made before these columns.
+_VOTE_PLACE = ("guild_id", "channel_id", "message_id")
+# Several processes (shards) write one file: a writer waits this long for another's lock, and a write that still
+# finds the database locked is retried this many times.
+_BUSY_TIMEOUT_SECONDS = 10
+_LOCKED_RETRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +100,12 @@ class FeedbackStore:
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode = WAL")  # persistent: set once, kept in the file
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(votes)")}
+            for column in _VOTE_PLACE:
+                if column not in columns:
+                    db.execute(f"ALTER TABLE votes ADD COLUMN {column} TEXT")
 
     @classmethod
     def for_settings(cls, settings: Settings) -> FeedbackStore:
@@ -96,34 +113,63 @@ class FeedbackStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=10)) as db, db:  # `with db` commits or rolls back
+        with closing(sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_SECONDS)) as db, db:  # commits or rolls back
             db.execute("PRAGMA foreign_keys = ON")
             yield db
+
+    def _write(self, action: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run one write transaction; retried when another process holds the database lock for too long."""
+        for attempt in range(_LOCKED_RETRIES + 1):
+            try:
+                with self._lock, self._connect() as db:
+                    db.execute("BEGIN IMMEDIATE")  # take the write lock now, not halfway through
+                    return action(db)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == _LOCKED_RETRIES:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def record_answer(self, answer: Answer, answer_id: str | None = None) -> str:
         """Store a posted answer; returns its id (a new uuid unless given), which the vote buttons carry."""
         answer_id = answer_id or uuid.uuid4().hex
         citations = json.dumps([citation.to_json() for citation in answer.citations], ensure_ascii=False)
-        with self._lock, self._connect() as db:
-            db.execute(
+        self._write(
+            lambda db: db.execute(
                 "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
                 (answer_id, answer.question, answer.text, citations, int(answer.abstained), _now()),
             )
+        )
         return answer_id
 
-    def record_vote(self, answer_id: str, user_id: int | str, vote: Vote) -> bool:
+    def record_vote(
+        self,
+        answer_id: str,
+        user_id: int | str,
+        vote: Vote,
+        *,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        message_id: int | None = None,
+    ) -> bool:
         """One vote per user per answer; a second click replaces the first. False if the answer is unknown."""
         if vote not in VOTES:
             raise ValueError(f"vote must be 'up' or 'down', not {vote!r}")
-        with self._lock, self._connect() as db:
+        place = tuple(None if value is None else str(value) for value in (guild_id, channel_id, message_id))
+
+        def write(db: sqlite3.Connection) -> bool:
             if db.execute("SELECT 1 FROM answers WHERE answer_id = ?", (answer_id,)).fetchone() is None:
                 return False
             db.execute(
-                "INSERT INTO votes VALUES (?, ?, ?, ?) ON CONFLICT (answer_id, user_id) "
-                "DO UPDATE SET vote = excluded.vote, voted_at = excluded.voted_at",
-                (answer_id, str(user_id), vote, _now()),
+                "INSERT INTO votes (answer_id, user_id, vote, voted_at, guild_id, channel_id, message_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id, user_id) DO UPDATE SET vote = excluded.vote,"
+                " voted_at = excluded.voted_at, guild_id = excluded.guild_id, channel_id = excluded.channel_id,"
+                " message_id = excluded.message_id",
+                (answer_id, str(user_id), vote, _now(), *place),
             )
-        return True
+            return True
+
+        return self._write(write)
 
     def get(self, answer_id: str) -> StoredAnswer | None:
         found = self._select("WHERE a.answer_id = ?", "", (answer_id,))

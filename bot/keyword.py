@@ -39,6 +39,11 @@ def words(text: str) -> list[str]:
     return [word.lower().replace("’", "'") for word in _WORD.findall(text)]
 
 
+def stem(word: str) -> str:
+    """The analyzer's stem of one lower-case word ("talks" -> "talk")."""
+    return str(_stemmer().stemWord(word))  # type: ignore[attr-defined]
+
+
 def terms(text: str) -> list[str]:
     """The analyzed terms of a text: content words, stemmed ("talks" and "talk" are one term)."""
     content = [word for word in words(text) if word not in STOP_WORDS and (len(word) > 1 or word.isdigit())]

@@ -26,7 +26,8 @@ console = Console(highlight=False)
 INDENT = 4
 ELLIPSIS = "…"
 CLOSEST_FOOTER = "closest passage, not a direct answer"
-_MARKER = re.compile(r" ?\[\d+\]")  # a citation marker, as the answerers put it inside a sentence
+# What the answerers insert into a quoted sentence: citation markers (" [1]") and named referents ("He [He Lifeng]").
+_INSERTION = re.compile(r" ?\[[^\]]*\]")
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
@@ -80,9 +81,10 @@ def fit_path(out: Console, path: str, indent: int) -> str:
 def render_answer(answer: Answer, out: Console | None = None, heading: str | None = None) -> None:
     """One answer: the text, a discreet line with its support and confidence, then one entry per citation.
 
-    `answered`: the text is made of the quotes, so sources show only where each quote is. `closest`: the text
-    says the corpus doesn't answer directly; sources show the closest passages themselves. `none`: "The corpus
-    doesn't say." and what is missing when the answerer said so. `heading` (the question) opens the answer in
+    `answered`: the text is made of the quotes; `closest`: the text says the corpus doesn't answer directly, then
+    quotes the closest passages; `none`: "The corpus doesn't say." and what is missing when the answerer said so.
+    A source repeats its quote only when the text does not already hold it (an LLM's own wording), so no quote is
+    printed twice. `heading` (the question) opens the answer in
     batch mode, so each answer says what it answers.
     """
     out = out or console
@@ -103,9 +105,9 @@ def render_answer(answer: Answer, out: Console | None = None, heading: str | Non
         paragraph(out, f"confidence {answer.confidence:.2f}", style="dim")
     if answer.note:
         paragraph(out, f"note: {answer.note}", indent=INDENT, first="", style="dim")
-    text = _MARKER.sub("", answer.text)
+    text = _INSERTION.sub("", answer.text)
     for citation in answer.citations:
-        render_citation(out, citation, show_quote=citation.quote not in text)
+        render_citation(out, citation, show_quote=_INSERTION.sub("", citation.quote) not in text)
 
 
 def render_citation(out: Console, citation: Citation, show_quote: bool) -> None:

@@ -20,7 +20,7 @@ from pydantic import ConfigDict
 from bot.embeddings import Embedder
 from bot.keyword import KeywordIndex, terms, words
 from bot.store import ChunkStore
-from bot.types import Chunk, DocumentRecord, Question, ScoredChunk, embedding_text
+from bot.types import Chunk, ChunkSentences, DocumentRecord, Question, ScoredChunk, embedding_text
 
 # Fusion: a convex combination of the two normalized scores (BM25 over its best, cosine min-max over the
 # candidates). Tuned on SQuAD's development split, it beat reciprocal rank fusion (k=60) and both rankings alone at
@@ -40,6 +40,7 @@ class CorpusSnapshot:
     chunks: list[Chunk] = field(default_factory=list)
     keyword: KeywordIndex = field(default_factory=lambda: KeywordIndex([]))
     position: dict[str, int] = field(default_factory=dict)  # chunk id -> index in `chunks`
+    sentences: dict[str, ChunkSentences] = field(default_factory=dict)  # chunk id -> vectors stored at ingestion
 
 
 @dataclass(frozen=True)
@@ -53,26 +54,42 @@ class Retrieval:
 
 
 class HybridSearcher:
+    """Searches one immutable `CorpusSnapshot` per question; a newer corpus is swapped in whole.
+
+    Why no lock around readers: a reload (reopening the index, reading every document record, re-indexing the
+    keywords) can take seconds on a large corpus, and questions must not wait for it. One thread reloads while
+    the others keep answering from the snapshot they hold; the new snapshot replaces the old with a single
+    assignment. Only the very first load blocks, since there is nothing to answer from before it.
+    """
+
     def __init__(self, store: ChunkStore, embedder: Embedder, refresh_seconds: float = 1.0) -> None:
         self._store = store
         self._embedder = embedder
         self._refresh_seconds = refresh_seconds
         self._snapshot = CorpusSnapshot()
+        self._loaded = False
         self._checked_at = -float("inf")
-        self._lock = threading.Lock()
+        self._reload = threading.Lock()  # one reloader at a time; readers never take it after the first load
         self._terms: dict[str, list[str]] = {}  # chunk id -> analyzed terms, so a refresh only analyzes new chunks
 
     def snapshot(self, fresh: bool = False) -> CorpusSnapshot:
         """The current corpus, renewed when another write happened (checked at most once per refresh period, or
         now when `fresh`). A failed check raises every time: a cached corpus is never passed off as current."""
-        with self._lock:
+        if not fresh and time.monotonic() - self._checked_at < self._refresh_seconds:
+            return self._snapshot
+        if not self._reload.acquire(blocking=fresh or not self._loaded):
+            return self._snapshot  # another thread is reloading: answer from the snapshot we have
+        try:
             now = time.monotonic()
             if fresh or now - self._checked_at >= self._refresh_seconds:
                 generation = self._store.generation()
-                if generation != self._snapshot.generation:
+                if generation != self._snapshot.generation or not self._loaded:
                     self._snapshot = self._load(generation)
+                    self._loaded = True
                 self._checked_at = now
             return self._snapshot
+        finally:
+            self._reload.release()
 
     def _load(self, generation: str) -> CorpusSnapshot:
         previous = self._snapshot
@@ -81,8 +98,12 @@ class HybridSearcher:
         documents = self._store.documents()
         kept = [chunk for chunk in previous.chunks if chunk.doc_id in documents]
         known = {chunk.doc_id for chunk in kept}
-        chunks = kept + self._store.chunks_of(doc_id for doc_id in documents if doc_id not in known)
-        chunks.sort(key=lambda chunk: (chunk.doc_id, chunk.position))
+        sentences = {chunk.id: previous.sentences[chunk.id] for chunk in kept if chunk.id in previous.sentences}
+        for chunk, found in self._store.chunks_of(doc_id for doc_id in documents if doc_id not in known):
+            kept.append(chunk)
+            if found is not None:
+                sentences[chunk.id] = found
+        chunks = sorted(kept, key=lambda chunk: (chunk.doc_id, chunk.position))
         current = {chunk.id for chunk in chunks}
         self._terms = {chunk_id: tokens for chunk_id, tokens in self._terms.items() if chunk_id in current}
         for chunk in chunks:
@@ -95,6 +116,7 @@ class HybridSearcher:
             chunks=chunks,
             keyword=keyword,
             position={chunk.id: index for index, chunk in enumerate(chunks)},
+            sentences=sentences,
         )
 
     def search(

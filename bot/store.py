@@ -12,13 +12,15 @@ what lets the next run find and remove the leftovers.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ import numpy as np
 from bot.config import Settings
 from bot.embeddings import Embedder
 from bot.errors import StoreError
-from bot.types import Chunk, DocumentRecord
+from bot.types import Chunk, ChunkSentences, DocumentRecord
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +74,44 @@ def _chroma_embedding_function(embedder: Embedder) -> Any:
     return CitebotEmbeddingFunction(embedder)
 
 
+@dataclass(frozen=True)
+class _Handles:
+    """One client and its collections, swapped as a whole so a reader never mixes two clients."""
+
+    client: Any
+    chunks: Any
+    documents: Any
+
+
+def _fresh_embedded_client(path: Path) -> Any:
+    """An embedded client on a new Chroma `System`, not the one chromadb caches per path.
+
+    Why: `chromadb.PersistentClient(path)` returns the cached system (with its stale in-memory vector index)
+    for as long as any client of that path is open, so reopening would mean closing it under other readers.
+    `Client.from_system` makes the new system the cached one; the old one lives on in the collections that
+    still reference it until they are garbage-collected.
+    """
+    from chromadb.api import ServerAPI
+    from chromadb.api.client import Client
+    from chromadb.config import Settings as ChromaSettings
+    from chromadb.config import System
+
+    settings = ChromaSettings(
+        anonymized_telemetry=False, allow_reset=False, is_persistent=True, persist_directory=str(path)
+    )
+    system = System(settings)
+    system.instance(ServerAPI)  # type: ignore[type-abstract]  # as chromadb itself does
+    system.start()
+    return Client.from_system(system)
+
+
 class ChunkStore:
     """Chunks and document records in Chroma. Opening is lazy: constructing a store touches nothing."""
 
     def __init__(self, settings: Settings, embedder: Embedder) -> None:
         self._settings = settings
         self._embedder = embedder
-        self._client: Any = None
-        self._chunks: Any = None
-        self._documents: Any = None
+        self._handles: _Handles | None = None
         self._lock = threading.Lock()
 
     # -- opening -------------------------------------------------------------------------------------------
@@ -92,67 +123,82 @@ class ChunkStore:
             return f"Chroma server {self._settings.chroma_host}:{self._settings.chroma_port}"
         return f"embedded Chroma in {self._settings.chroma_dir}"
 
-    def _open(self) -> None:
+    def _open(self) -> _Handles:
+        """The open client and collections; opened on first use, then shared by every thread."""
+        handles = self._handles
+        if handles is not None:
+            return handles
         with self._lock:
-            if self._chunks is not None:
-                return
-            try:
-                import chromadb
-                from chromadb.config import Settings as ChromaSettings
-            except ImportError:
-                raise StoreError("chromadb is not installed; run `make setup`") from None
-            chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-            try:
-                if self._settings.chroma_host:
-                    headers = {}
-                    if self._settings.chroma_token is not None:
-                        headers["Authorization"] = f"Bearer {self._settings.chroma_token.get_secret_value()}"
-                    client = chromadb.HttpClient(
-                        host=self._settings.chroma_host,
-                        port=self._settings.chroma_port,
-                        headers=headers,
-                        settings=chroma_settings,
-                    )
-                else:
-                    self._settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-                    client = chromadb.PersistentClient(path=str(self._settings.chroma_dir), settings=chroma_settings)
-                function = _chroma_embedding_function(self._embedder)
-                name = self._settings.collection
-                chunks = client.get_or_create_collection(
-                    name, embedding_function=function, metadata={"hnsw:space": "cosine"}
+            if self._handles is None:
+                self._handles = self._connect()
+            return self._handles
+
+    def _connect(self) -> _Handles:
+        """A new client and its two collections. Does not touch `self`: the caller decides when to switch."""
+        try:
+            import chromadb
+            from chromadb.config import Settings as ChromaSettings
+        except ImportError:
+            raise StoreError("chromadb is not installed; run `make setup`") from None
+        try:
+            if self._settings.chroma_host:
+                headers = {}
+                if self._settings.chroma_token is not None:
+                    headers["Authorization"] = f"Bearer {self._settings.chroma_token.get_secret_value()}"
+                client = chromadb.HttpClient(
+                    host=self._settings.chroma_host,
+                    port=self._settings.chroma_port,
+                    headers=headers,
+                    settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
                 )
-                documents = client.get_or_create_collection(f"{name}__documents", embedding_function=function)
-            except StoreError:
-                raise
-            except Exception as exc:
-                raise self._unreachable_error(exc) or StoreError(
-                    f"cannot open the index ({self.location}): {_one_line(exc)}; check CITEBOT_CHROMA_HOST/"
-                    "CITEBOT_CHROMA_PORT and CITEBOT_CHROMA_TOKEN"
-                ) from exc
-            self._client, self._chunks, self._documents = client, chunks, documents
+            else:
+                self._settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+                client = _fresh_embedded_client(self._settings.chroma_dir)
+            function = _chroma_embedding_function(self._embedder)
+            name = self._settings.collection
+            chunks = client.get_or_create_collection(
+                name, embedding_function=function, metadata={"hnsw:space": "cosine"}
+            )
+            documents = client.get_or_create_collection(f"{name}__documents", embedding_function=function)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise self._unreachable_error(exc) or StoreError(
+                f"cannot open the index ({self.location}): {_one_line(exc)}; check CITEBOT_CHROMA_HOST/"
+                "CITEBOT_CHROMA_PORT and CITEBOT_CHROMA_TOKEN"
+            ) from exc
+        return _Handles(client, chunks, documents)
 
     def refresh(self) -> None:
         """Reopen an embedded index so vectors written by another process become searchable.
 
         An embedded Chroma keeps its vector index in memory per process: records written elsewhere show up in
-        `get`, not in `query`, until the client is reopened. A server needs no refresh.
+        `get`, not in `query`, until the client is reopened. The new client is built while other threads keep
+        querying the old one, then swapped in with one assignment; the old one is never closed (closing stops
+        the engine under a query in flight): it is freed when the last call holding it returns. A server needs
+        no refresh.
         """
-        if self._settings.chroma_host or self._client is None:
+        if self._settings.chroma_host or self._handles is None:
             return
+        fresh = self._connect()
         with self._lock:
-            client, self._client, self._chunks, self._documents = self._client, None, None, None
-            client.close()
-        self._open()
+            self._handles = fresh
+
+    def close(self) -> None:
+        """Release the index (an embedded one's files), e.g. before another process writes it. Only for a store
+        no other thread is using; the next call reopens it."""
+        with self._lock:
+            handles, self._handles = self._handles, None
+        if handles is not None:
+            handles.client.close()
 
     @property
     def _chunk_collection(self) -> Any:
-        self._open()
-        return self._chunks
+        return self._open().chunks
 
     @property
     def _document_collection(self) -> Any:
-        self._open()
-        return self._documents
+        return self._open().documents
 
     def _call(self, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -211,8 +257,7 @@ class ChunkStore:
 
     def _batched(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         """Chroma refuses writes larger than its maximum batch size (5,461 records embedded)."""
-        self._open()
-        size = max(1, int(self._call("read the batch size", self._client.get_max_batch_size)))
+        size = max(1, int(self._call("read the batch size", self._open().client.get_max_batch_size)))
         for begin in range(0, len(items), size):
             yield items[begin : begin + size]
 
@@ -247,20 +292,25 @@ class ChunkStore:
 
     # -- chunks --------------------------------------------------------------------------------------------
 
-    def add_chunks(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def add_chunks(
+        self, chunks: Sequence[Chunk], vectors: np.ndarray, sentences: Sequence[ChunkSentences] | None = None
+    ) -> None:
+        """Write chunks with their vectors and, when given, their sentence vectors (kept in the chunk's record)."""
         begin = 0
         for part in self._batched(chunks):
+            kept = sentences[begin : begin + len(part)] if sentences is not None else [None] * len(part)
             self._call(
                 "write chunks",
                 self._chunk_collection.upsert,
                 ids=[chunk.id for chunk in part],
                 embeddings=vectors[begin : begin + len(part)],
                 documents=[chunk.text for chunk in part],
-                metadatas=[_chunk_metadata(chunk) for chunk in part],
+                metadatas=[_chunk_metadata(chunk, found) for chunk, found in zip(part, kept, strict=True)],
             )
             begin += len(part)
 
-    def chunks_of(self, doc_ids: Iterable[str]) -> list[Chunk]:
+    def chunks_of(self, doc_ids: Iterable[str]) -> list[tuple[Chunk, ChunkSentences | None]]:
+        """The documents' chunks, each with its sentence vectors when ingestion stored them."""
         ids = list(doc_ids)
         if not ids:
             return []
@@ -271,7 +321,7 @@ class ChunkStore:
             include=["documents", "metadatas"],
         )
         return [
-            _chunk_from(chunk_id, text, metadata)
+            (_chunk_from(chunk_id, text, metadata), _sentences_from(metadata))
             for chunk_id, text, metadata in zip(
                 result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True
             )
@@ -298,7 +348,13 @@ class ChunkStore:
             result["distances"][0],
             strict=True,
         )
-        return [(_chunk_from(chunk_id, text, meta), 1.0 - float(dist)) for chunk_id, text, meta, dist in found]
+        # An embedded index loaded before another process deleted chunks still returns their ids, with no
+        # metadata: they are gone, so they are left out.
+        return [
+            (_chunk_from(chunk_id, text, meta), 1.0 - float(dist))
+            for chunk_id, text, meta, dist in found
+            if meta is not None
+        ]
 
     def similarities(self, vector: np.ndarray, chunk_ids: Sequence[str]) -> dict[str, float]:
         """Cosine similarity of `vector` to the given chunks (for passages found by keyword search only)."""
@@ -332,7 +388,7 @@ def _optional(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _chunk_metadata(chunk: Chunk) -> dict[str, str | int]:
+def _chunk_metadata(chunk: Chunk, sentences: ChunkSentences | None = None) -> dict[str, str | int]:
     metadata: dict[str, str | int] = {
         "doc_id": chunk.doc_id,
         "title": chunk.title,
@@ -343,7 +399,30 @@ def _chunk_metadata(chunk: Chunk) -> dict[str, str | int]:
     }
     if chunk.page is not None:
         metadata["page"] = chunk.page
+    if sentences is not None:
+        # Sentence vectors ride in the chunk's own record (half precision, base64): written and deleted with it,
+        # so they can never disagree with it, and kept out of the vector index nobody searches them by.
+        metadata["sentence_spans"] = json.dumps([[start, end, int(after)] for start, end, after in sentences.spans])
+        metadata["sentence_vectors"] = _pack(sentences.vectors)
+        metadata["heading_vector"] = _pack(sentences.heading)
     return metadata
+
+
+def _pack(vectors: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vectors, dtype="<f2").tobytes()).decode("ascii")
+
+
+def _unpack(packed: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(packed), dtype="<f2").astype(np.float32)
+
+
+def _sentences_from(metadata: Any) -> ChunkSentences | None:
+    if "sentence_spans" not in metadata:
+        return None  # written before sentence vectors were stored: the answerer embeds them on first use
+    spans = tuple((int(start), int(end), bool(after)) for start, end, after in json.loads(metadata["sentence_spans"]))
+    heading = _unpack(str(metadata["heading_vector"]))
+    vectors = _unpack(str(metadata["sentence_vectors"])).reshape(len(spans), heading.shape[0])
+    return ChunkSentences(spans, vectors, heading)
 
 
 def _chunk_from(chunk_id: str, text: str | None, metadata: Any) -> Chunk:

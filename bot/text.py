@@ -21,6 +21,9 @@ _ABBREVIATIONS = {
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
 _NEXT_STARTS_SENTENCE = re.compile(r"\s+[\"'“‘(\[]*[A-Z0-9#•\-–—*]")
 _LINE_BREAK = re.compile(r"\n")
+# A trailing source attribution, "... a promise to keep talking. (scmp.com) The bottom line ...": it ends the
+# sentence before it and is no sentence of its own.
+_ATTRIBUTION = re.compile(r"\(\s*(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\s*\)", re.IGNORECASE)
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 
 
@@ -34,20 +37,39 @@ def _is_abbreviation(text: str, dot: int) -> bool:
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentences of `text[start:end]` as stripped spans; line breaks always end a sentence."""
+    """Sentences of `text[start:end]` as stripped spans; line breaks always end a sentence, and a source
+    attribution such as "(scmp.com)" ends one and is a span of its own (see `is_attribution`)."""
     end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
     for line_start, line_end in _lines(text, start, end):
         cursor = line_start
-        for match in _END.finditer(text, line_start, line_end):
-            if text[match.start()] == "." and _is_abbreviation(text, match.start()):
-                continue
-            if not _NEXT_STARTS_SENTENCE.match(text, match.end(), line_end):
-                continue
-            _append_stripped(text, cursor, match.end(), spans)
-            cursor = match.end()
-        _append_stripped(text, cursor, line_end, spans)
+        for piece_start, piece_end in _without_attributions(text, line_start, line_end):
+            cursor = piece_start
+            for match in _END.finditer(text, piece_start, piece_end):
+                if text[match.start()] == "." and _is_abbreviation(text, match.start()):
+                    continue
+                if not _NEXT_STARTS_SENTENCE.match(text, match.end(), piece_end):
+                    continue
+                _append_stripped(text, cursor, match.end(), spans)
+                cursor = match.end()
+            _append_stripped(text, cursor, piece_end, spans)
     return spans
+
+
+def _without_attributions(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """`text[start:end]` cut before and after each source attribution."""
+    pieces = []
+    cursor = start
+    for match in _ATTRIBUTION.finditer(text, start, end):
+        pieces += [(cursor, match.start()), (match.start(), match.end())]
+        cursor = match.end()
+    pieces.append((cursor, end))
+    return pieces
+
+
+def is_attribution(sentence: str) -> bool:
+    """A span that only names a source, like "(usnews.com)": it labels the sentence before it, says nothing."""
+    return bool(_ATTRIBUTION.fullmatch(sentence.strip()))
 
 
 def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:

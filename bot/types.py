@@ -38,6 +38,16 @@ def embedding_text(chunk: Chunk) -> str:
     return f"{context}\n{chunk.text}" if context else chunk.text
 
 
+@dataclass(frozen=True)
+class ChunkSentences:
+    """A chunk's quotable sentences as (start, end, right under a heading) offsets into `chunk.text`, one unit
+    vector per sentence (each embedded on its own), and the vector of the chunk's heading (or its title)."""
+
+    spans: tuple[tuple[int, int, bool], ...]
+    vectors: np.ndarray
+    heading: np.ndarray
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentRecord:
     """One indexed document, keyed by the hash of its text; the same text under two paths is one record.
@@ -168,3 +178,5 @@ class Question:
     context_terms: tuple[str, ...] = ()
     history: tuple[Turn, ...] = field(default=())
     vector: np.ndarray | None = field(default=None, compare=False)  # the embedded search text, once retrieved
+    limit: int = 5  # at most this many sentences are quoted (`-k`, `:k`)
+    more: bool = False  # "tell me more": quote what the conversation has not quoted yet

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.answering.sentences import embed_sentences
 from bot.embeddings import Embedder
 from bot.errors import IngestError, SkippedFile
 from bot.store import ChunkStore
@@ -158,9 +159,10 @@ class IngestPipeline:
             ]
             chunks = [chunk for _, _, doc_chunks in batch for chunk in doc_chunks]
             vectors = self._embedder.embed_documents([embedding_text(chunk) for chunk in chunks])
+            sentences = embed_sentences(chunks, self._embedder)
             self._store.put_documents(records)
             try:
-                self._store.add_chunks(chunks, vectors)
+                self._store.add_chunks(chunks, vectors, sentences)
             except BaseException:
                 # Ctrl-C or a store failure mid-batch: take the half-written batch out now rather than next run.
                 self._store.delete_documents([record.doc_id for record in records])

@@ -44,6 +44,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     _zstd = None  # type: ignore[assignment]
 
 __all__ = [
+    "CHANNEL_FORUM",
+    "CHANNEL_VOICE",
+    "CREATE_PUBLIC_THREADS",
     "DEFAULT_PERMISSIONS",
     "DISCORD_EPOCH_MS",
     "INTENT_DIRECT_MESSAGES",
@@ -53,6 +56,10 @@ __all__ = [
     "INTENT_GUILD_PRESENCES",
     "INTENT_MESSAGE_CONTENT",
     "PRIVILEGED_INTENTS",
+    "READ_MESSAGE_HISTORY",
+    "SEND_MESSAGES",
+    "SEND_MESSAGES_IN_THREADS",
+    "VIEW_CHANNEL",
     "FakeChannel",
     "FakeDiscord",
     "FakeDiscordTimeout",
@@ -102,19 +109,30 @@ _PERMISSION_BITS = (
     38,  # SEND_MESSAGES_IN_THREADS
 )
 DEFAULT_PERMISSIONS = sum(1 << bit for bit in _PERMISSION_BITS)
+# https://discord.com/developers/docs/topics/permissions#permissions-bitwise-permission-flags
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+READ_MESSAGE_HISTORY = 1 << 16
+CREATE_PUBLIC_THREADS = 1 << 35
+SEND_MESSAGES_IN_THREADS = 1 << 38
 """What @everyone may do in fake guilds: enough for a bot that answers, embeds, reacts and opens threads."""
 
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
 MESSAGE_FLAG_LOADING = 1 << 7
 MESSAGE_FLAG_HAS_THREAD = 1 << 5
-MESSAGE_FLAG_COMPONENTS_V2 = 1 << 15
 
 CHANNEL_TEXT = 0
 CHANNEL_DM = 1
+CHANNEL_VOICE = 2  # has a text chat: messages can be sent in it, threads cannot be started from them
 CHANNEL_NEWS = 5
+CHANNEL_FORUM = 15  # holds only threads (posts); the first message of a post has the post's id
 CHANNEL_PUBLIC_THREAD = 11
 CHANNEL_PRIVATE_THREAD = 12
 THREAD_TYPES = (10, CHANNEL_PUBLIC_THREAD, CHANNEL_PRIVATE_THREAD)
+
+# Ordinary responses carry rate-limit headers for this budget; generous, so that tests never wait on it.
+BUCKET_LIMIT = 50
+BUCKET_SECONDS = 1.0
 
 # Gateway close codes after which Discord forgets the session (a RESUME is then answered with op 9).
 _SESSION_ENDING_CLOSE_CODES = {1000, 1001, 4004, 4010, 4011, 4012, 4013, 4014}
@@ -192,7 +210,8 @@ class FakeUser:
 
 @dataclass
 class FakeChannel:
-    """A guild channel; ``type`` 0 is a text channel, 4 a category, 5 an announcement channel, 15 a forum."""
+    """A guild channel; ``type`` 0 is a text channel, 2 a voice channel (with its text chat), 4 a category,
+    5 an announcement channel, 15 a forum. ``bot_denied`` is a permission overwrite denying the bot these bits."""
 
     name: str = "general"
     id: str = field(default_factory=snowflake)
@@ -201,6 +220,7 @@ class FakeChannel:
     parent_id: str | None = None
     topic: str | None = None
     nsfw: bool = False
+    bot_denied: int = 0
 
 
 @dataclass
@@ -213,6 +233,8 @@ class FakeGuild:
     members: list[FakeUser] = field(default_factory=list)
     owner_id: str | None = None
     everyone_permissions: int = DEFAULT_PERMISSIONS
+    bot_role_id: str = field(default_factory=snowflake)
+    """The role Discord creates for a bot invited with permissions (``managed``, tagged with the bot's id)."""
 
     def channel(self, name: str) -> FakeChannel:
         """The channel called ``name``; raises KeyError so a typo in a test fails loudly."""
@@ -241,7 +263,6 @@ class RecordedRequest:
     query: dict[str, str]
     json: Any
     headers: dict[str, str]
-    files: list[str]
     time: float
     """``time.monotonic()`` when the request arrived."""
     status: int | None = None
@@ -422,70 +443,39 @@ def _validate_embeds(embeds: Any, errors: _Errors, prefix: Sequence[str | int]) 
         errors.add([*prefix, "embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000")
 
 
-_SELECT_TYPES = (3, 5, 6, 7, 8)
+def _validate_components(components: Any, errors: _Errors, prefix: Sequence[str | int]) -> None:
+    """Action rows of buttons: at most 5 rows of 5, labels up to 80 and custom ids up to 100 characters.
 
-
-def _validate_component(component: Any, errors: _Errors, path: list[str | int], counter: list[int]) -> None:
-    """Checks one component and its children (action rows, sections and containers nest others)."""
-    if not isinstance(component, Mapping):
-        errors.add(path, "MODEL_TYPE_CONVERT", "Must be an object.")
-        return
-    counter[0] += 1
-    ctype = component.get("type")
-    if ctype == 2:  # button
-        errors.max_length([*path, "label"], component.get("label"), 80)
-        if component.get("style") == 5:
-            if not component.get("url"):
-                errors.add([*path, "url"], "BASE_TYPE_REQUIRED", "This field is required")
-        elif component.get("style") != 6:
-            errors.required_text([*path, "custom_id"], component.get("custom_id"), 100)
-    elif ctype in _SELECT_TYPES:
-        errors.required_text([*path, "custom_id"], component.get("custom_id"), 100)
-        errors.max_length([*path, "placeholder"], component.get("placeholder"), 150)
-        options = component.get("options") or []
-        if len(options) > 25:
-            errors.add([*path, "options"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
-        for k, option in enumerate(options):
-            if isinstance(option, Mapping):
-                errors.required_text([*path, "options", k, "label"], option.get("label"), 100)
-                errors.required_text([*path, "options", k, "value"], option.get("value"), 100)
-                errors.max_length([*path, "options", k, "description"], option.get("description"), 100)
-    elif ctype == 4:  # text input (modals)
-        errors.required_text([*path, "custom_id"], component.get("custom_id"), 100)
-        errors.max_length([*path, "label"], component.get("label"), 45)
-        errors.max_length([*path, "value"], component.get("value"), 4000)
-        errors.max_length([*path, "placeholder"], component.get("placeholder"), 100)
-    elif ctype == 10:  # text display (components v2)
-        errors.max_length([*path, "content"], component.get("content"), 4000)
-    children = component.get("components")
-    if isinstance(children, list):
-        if ctype == 1 and len(children) > 5:
-            errors.add([*path, "components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
-        for k, child in enumerate(children):
-            _validate_component(child, errors, [*path, "components", k], counter)
-    accessory = component.get("accessory")
-    if accessory is not None:
-        _validate_component(accessory, errors, [*path, "accessory"], counter)
-
-
-def _validate_components(components: Any, errors: _Errors, prefix: Sequence[str | int], v2: bool) -> None:
+    Limits: https://discord.com/developers/docs/components/reference#action-row and #button.
+    """
     if not isinstance(components, list):
         errors.add([*prefix, "components"], "LIST_TYPE_CONVERT", "Must be an array.")
         return
-    if not v2 and len(components) > 5:
+    if len(components) > 5:
         errors.add([*prefix, "components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
-    counter = [0]
-    for i, component in enumerate(components):
+    for i, row in enumerate(components):
         path: list[str | int] = [*prefix, "components", i]
-        if not v2 and isinstance(component, Mapping) and component.get("type") != 1:
+        if not isinstance(row, Mapping) or row.get("type") != 1:
             errors.add([*path, "type"], "COMPONENT_LAYOUT_WIDTH_EXCEEDED", "Top-level components must be action rows.")
-        _validate_component(component, errors, path, counter)
-    if v2 and counter[0] > 40:
-        errors.add([*prefix, "components"], "BASE_TYPE_MAX_LENGTH", "Must be 40 or fewer in length.")
+            continue
+        buttons = row.get("components") or []
+        if len(buttons) > 5:
+            errors.add([*path, "components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+        for k, button in enumerate(buttons):
+            where: list[str | int] = [*path, "components", k]
+            if not isinstance(button, Mapping):
+                errors.add(where, "MODEL_TYPE_CONVERT", "Must be an object.")
+                continue
+            errors.max_length([*where, "label"], button.get("label"), 80)
+            if button.get("style") == 5:
+                if not button.get("url"):
+                    errors.add([*where, "url"], "BASE_TYPE_REQUIRED", "This field is required")
+            else:
+                errors.required_text([*where, "custom_id"], button.get("custom_id"), 100)
 
 
 def validate_message_body(
-    body: Any, *, prefix: Sequence[str | int] = (), require_content: bool = True, files: int = 0
+    body: Any, *, prefix: Sequence[str | int] = (), require_content: bool = True
 ) -> tuple[int, JSONDict, list[str]] | None:
     """Check a message create/edit body against Discord's limits.
 
@@ -499,8 +489,6 @@ def validate_message_body(
     if not isinstance(body, Mapping):
         errors.add(prefix, "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
         return 50035, errors.tree, errors.lines
-    flags = int(body.get("flags") or 0)
-    v2 = bool(flags & MESSAGE_FLAG_COMPONENTS_V2)
     content = body.get("content")
     if content is not None and not isinstance(content, str):
         errors.add([*prefix, "content"], "STRING_TYPE_CONVERT", "Must be a string.")
@@ -508,27 +496,10 @@ def validate_message_body(
     if body.get("embeds") is not None:
         _validate_embeds(body.get("embeds"), errors, prefix)
     if body.get("components") is not None:
-        _validate_components(body.get("components"), errors, prefix, v2)
-    if v2 and (body.get("content") or body.get("embeds")):
-        errors.add(
-            [*prefix, "content"],
-            "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2",
-            "The 'content' and 'embeds' fields cannot be used when using MessageFlags.IS_COMPONENTS_V2",
-        )
-    attachments = body.get("attachments") or []
-    if isinstance(attachments, list) and max(len(attachments), files) > 10:
-        errors.add([*prefix, "attachments"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        _validate_components(body.get("components"), errors, prefix)
     if errors:
         return 50035, errors.tree, errors.lines
-    if require_content and not (
-        content
-        or body.get("embeds")
-        or body.get("components")
-        or body.get("sticker_ids")
-        or body.get("poll")
-        or files
-        or attachments
-    ):
+    if require_content and not (content or body.get("embeds") or body.get("components") or body.get("sticker_ids")):
         return 50006, {}, ["Cannot send an empty message"]
     return None
 
@@ -673,6 +644,22 @@ def _error(status: int, code: int, message: str, errors: JSONDict | None = None)
     return _Reply(status, body)
 
 
+def _matcher(
+    method: str | None, path: str | None, predicate: Callable[[RecordedRequest], bool] | None
+) -> Callable[[RecordedRequest], bool]:
+    """A request predicate from an HTTP method, a path regex (full match) and an extra predicate."""
+    pattern = re.compile(path) if path else None
+
+    def matches(request: RecordedRequest) -> bool:
+        if method is not None and request.method != method.upper():
+            return False
+        if pattern is not None and not pattern.fullmatch(request.path):
+            return False
+        return predicate is None or predicate(request)
+
+    return matches
+
+
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
@@ -696,6 +683,7 @@ class FakeDiscord:
         bot_name: str = "citebot",
         enabled_privileged_intents: int = PRIVILEGED_INTENTS,
         interaction_response_timeout: float | None = 3.0,
+        interaction_token_lifetime: float = 15 * 60,
         echo_bot_messages: bool = True,
         users: Sequence[FakeUser] = (),
     ) -> None:
@@ -705,7 +693,8 @@ class FakeDiscord:
         ``compression=False`` ignores the client's ``compress`` query and sends plain text frames.
         ``enabled_privileged_intents`` models the developer-portal switches: identifying with any other
         privileged intent closes the gateway with 4014. ``interaction_response_timeout`` is Discord's
-        3-second acknowledgement deadline (None disables it). ``echo_bot_messages`` makes messages the bot
+        3-second acknowledgement deadline (None disables it); ``interaction_token_lifetime`` the 15 minutes after
+        which an interaction's webhook refuses followups and edits. ``echo_bot_messages`` makes messages the bot
         creates come back as MESSAGE_CREATE/MESSAGE_UPDATE, as on real Discord.
         """
         self.token = token
@@ -715,6 +704,7 @@ class FakeDiscord:
         self.compression = compression
         self.enabled_privileged_intents = enabled_privileged_intents
         self.interaction_response_timeout = interaction_response_timeout
+        self.interaction_token_lifetime = interaction_token_lifetime
         self.echo_bot_messages = echo_bot_messages
         self.ack_heartbeats = True
         """Set False to simulate a zombie connection: heartbeats are then never acknowledged."""
@@ -739,6 +729,8 @@ class FakeDiscord:
         self.violations: list[Violation] = []
         self.unknown_requests: list[RecordedRequest] = []
         self.rate_limit_rules: list[RateLimitRule] = []
+        self.failure_rules: list[tuple[RateLimitRule, _Reply]] = []
+        self._buckets: dict[str, tuple[float, int]] = {}
         self.gateway_frames: list[GatewayFrame] = []
         self.connections: list[GatewayConnection] = []
         self.sessions: dict[str, GatewaySession] = {}
@@ -750,8 +742,8 @@ class FakeDiscord:
         """Channel objects by id: configured guild channels, threads the bot created, DMs."""
         self.threads: dict[str, JSONDict] = {}
         self.interactions: dict[str, FakeInteraction] = {}
-        self.reactions: dict[str, list[str]] = {}
-        """Message id -> emoji the bot currently has on it."""
+        self.pings: dict[str, list[str]] = {}
+        """Message id -> who a message the bot sent would notify ("user:<id>", "role:<id>", "everyone")."""
         self.presence_updates: list[JSONDict] = []
 
         self._channel_guild: dict[str, str | None] = {}
@@ -898,6 +890,41 @@ class FakeDiscord:
         self._channel_guild[channel["id"]] = None
         return channel
 
+    async def open_thread(
+        self,
+        parent_id: str | int,
+        owner: FakeUser | None = None,
+        name: str = "a thread",
+        content: str | None = None,
+        *,
+        from_message: str | None = None,
+    ) -> JSONDict:
+        """A thread someone else started (``owner``, default the default user): from a message (it then has the
+        message's id), or on its own; in a forum, with its post.
+
+        A forum holds only threads; a post's first message has the thread's id
+        (https://discord.com/developers/docs/resources/channel#start-thread-in-forum-or-media-channel).
+        """
+        parent = self.channels[str(parent_id)]
+        owner = owner or self.default_user
+        thread_id = from_message or snowflake()
+        thread = self._new_thread(parent, thread_id, CHANNEL_PUBLIC_THREAD, {"name": name}, owner)
+        guild_id = parent.get("guild_id")
+        await self._dispatch_to(self._session_for_guild(guild_id), "THREAD_CREATE", {**thread, "newly_created": True})
+        if parent["type"] == CHANNEL_FORUM:
+            post = self._make_message(thread["id"], {"content": content or name}, owner)
+            post["id"] = thread["id"]
+            self._store_message(post)
+            await self._dispatch_to(self._session_for_guild(guild_id), "MESSAGE_CREATE", post)
+        return thread
+
+    async def delete_message(self, message_id: str | int) -> None:
+        """Someone deleted a message: it is gone, and the bot is told (MESSAGE_DELETE)."""
+        message = self.messages.pop(str(message_id))
+        guild_id = self._channel_guild.get(message["channel_id"])
+        data = {"id": message["id"], "channel_id": message["channel_id"], "guild_id": guild_id}
+        await self._dispatch_to(self._session_for_guild(guild_id), "MESSAGE_DELETE", data)
+
     # ------------------------------------------------------------------------------------- fault injection
 
     def rate_limit(
@@ -916,17 +943,16 @@ class FakeDiscord:
         The 429 carries ``Via: 1.1 google`` because discord.py treats a 429 without it as a Cloudflare ban and
         raises instead of retrying. Returns the rule; its ``hits`` lists the requests that got a 429.
         """
-        pattern = re.compile(path) if path else None
-
-        def matches(request: RecordedRequest) -> bool:
-            if method is not None and request.method != method.upper():
-                return False
-            if pattern is not None and not pattern.fullmatch(request.path):
-                return False
-            return predicate is None or predicate(request)
-
-        rule = RateLimitRule(matches, count, retry_after, is_global, scope)
+        rule = RateLimitRule(_matcher(method, path, predicate), count, retry_after, is_global, scope)
         self.rate_limit_rules.append(rule)
+        return rule
+
+    def fail_next(
+        self, count: int = 1, *, method: str | None = None, path: str | None = None, status: int = 500, code: int = 0
+    ) -> RateLimitRule:
+        """Make the next ``count`` matching requests fail with ``status`` (e.g. a 500, or a 403 50013)."""
+        rule = RateLimitRule(_matcher(method, path, None), count, 0.0, False, "")
+        self.failure_rules.append((rule, _error(status, code, f"{status}: injected failure")))
         return rule
 
     def reject_next_identify(self, code: int = 4014, reason: str = "Disallowed intent(s).") -> None:
@@ -992,6 +1018,7 @@ class FakeDiscord:
         if command is None and require_synced:
             raise KeyError(f"command {name!r} was never synced (synced: {self._synced_names()})")
         raw_options = self._command_options(command, options)
+        self._check_option_lengths(command, raw_options)
         data: JSONDict = {"id": command["id"] if command else snowflake(), "name": name, "type": 1}
         if raw_options:
             data["options"] = raw_options
@@ -1000,6 +1027,20 @@ class FakeDiscord:
         if command is not None and command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
         return await self._dispatch_interaction(2, data, guild_id, channel_id, user)
+
+    @staticmethod
+    def _check_option_lengths(command: JSONDict | None, options: Sequence[JSONDict]) -> None:
+        """Discord's client refuses to send a string option outside the command's min_length/max_length, so no
+        such interaction can ever reach a bot
+        (https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-structure)."""
+        declared = {o["name"]: o for o in (command or {}).get("options", [])}
+        for option in options:
+            spec, value = declared.get(option["name"], {}), option.get("value")
+            if isinstance(value, str) and not spec.get("min_length", 0) <= len(value) <= spec.get("max_length", 6000):
+                raise ValueError(
+                    f"Discord would not send /{(command or {}).get('name')} with {option['name']!r} of {len(value)} "
+                    f"characters (min_length {spec.get('min_length')}, max_length {spec.get('max_length')})"
+                )
 
     async def dispatch_component_click(
         self,
@@ -1174,56 +1215,33 @@ class FakeDiscord:
             ("GET", r"/gateway", self._get_gateway),
             ("GET", r"/gateway/bot", self._get_gateway_bot),
             ("GET", r"/users/@me", self._get_me),
-            ("GET", r"/users/(\d+)", self._get_user),
-            ("POST", r"/users/@me/channels", self._create_dm),
             ("GET", r"/(?:oauth2/)?applications/@me", self._get_application),
-            ("GET PUT POST", r"/applications/(\d+)(?:/guilds/(\d+))?/commands", self._commands),
-            ("GET PATCH DELETE", r"/applications/(\d+)(?:/guilds/(\d+))?/commands/(\d+)", self._command),
+            ("GET PUT", r"/applications/(\d+)(?:/guilds/(\d+))?/commands", self._commands),
             ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._interaction_callback),
             ("POST", r"/webhooks/(\d+)/([^/]+)", self._webhook_execute),
             ("GET PATCH DELETE", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", self._webhook_message),
             ("GET", r"/channels/(\d+)", self._get_channel),
-            ("PATCH", r"/channels/(\d+)", self._patch_channel),
             ("GET", r"/channels/(\d+)/messages", self._get_messages),
             ("POST", r"/channels/(\d+)/messages", self._post_message),
             ("GET PATCH DELETE", r"/channels/(\d+)/messages/(\d+)", self._channel_message),
             ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._thread_from_message),
-            ("POST", r"/channels/(\d+)/threads", self._thread_without_message),
-            ("PUT DELETE", r"/channels/(\d+)/messages/(\d+)/reactions/([^/]+)/(@me|\d+)", self._reaction),
-            ("DELETE", r"/channels/(\d+)/messages/(\d+)/reactions(?:/([^/]+))?", self._clear_reactions),
             ("POST", r"/channels/(\d+)/typing", self._typing),
-            ("PUT DELETE", r"/channels/(\d+)/thread-members/(@me|\d+)", self._thread_member),
-            ("GET", r"/guilds/(\d+)", self._get_guild),
-            ("GET", r"/guilds/(\d+)/channels", self._get_guild_channels),
         ]
         return [(frozenset(methods.split()), re.compile(pattern), handler) for methods, pattern, handler in table]
 
-    async def _read_body(self, request: web.Request) -> tuple[Any, list[str]]:
-        """JSON body, or for multipart (file uploads) the ``payload_json`` part plus the uploaded file names."""
-        if request.content_type.startswith("multipart/"):
-            payload: Any = None
-            files: list[str] = []
-            reader = await request.multipart()
-            while True:
-                part = await reader.next()
-                if part is None:
-                    break
-                if getattr(part, "name", None) == "payload_json":
-                    payload = json.loads(await part.text())  # type: ignore[union-attr]
-                else:
-                    await part.read()  # type: ignore[union-attr]
-                    files.append(getattr(part, "filename", None) or getattr(part, "name", None) or "file")
-            return payload, files
+    @staticmethod
+    async def _read_body(request: web.Request) -> Any:
+        """The JSON body (the fake models no file uploads: bots that answer in text send none)."""
         raw = await request.read()
         if not raw:
-            return None, []
+            return None
         try:
-            return json.loads(raw), []
+            return json.loads(raw)
         except ValueError:
-            return raw.decode(errors="replace"), []
+            return raw.decode(errors="replace")
 
     async def _rest_handler(self, request: web.Request) -> web.StreamResponse:
-        body, files = await self._read_body(request)
+        body = await self._read_body(request)
         record = RecordedRequest(
             index=len(self.requests),
             method=request.method,
@@ -1231,7 +1249,6 @@ class FakeDiscord:
             query=dict(request.query),
             json=body,
             headers={k: v for k, v in request.headers.items() if k.lower() not in ("authorization",)},
-            files=files,
             time=time.monotonic(),
         )
         self.requests.append(record)
@@ -1260,9 +1277,37 @@ class FakeDiscord:
             limited = self._rate_limited(record)
             if limited is not None:
                 return limited
-            return await handler(record, match)
+            for rule, failure in self.failure_rules:
+                if rule.remaining > 0 and rule.predicate(record):
+                    rule.remaining -= 1
+                    rule.hits.append(record)
+                    return failure
+            reply = await handler(record, match)
+            reply.headers.update(self._bucket_headers(record, pattern, match))
+            return reply
         self.unknown_requests.append(record)
         return _error(404, 0, "Unknown")
+
+    def _bucket_headers(
+        self, record: RecordedRequest, pattern: re.Pattern[str], match: re.Match[str]
+    ) -> dict[str, str]:
+        """Discord's rate-limit headers, sent on every response: one bucket per route and major parameter,
+        BUCKET_LIMIT requests per BUCKET_SECONDS window
+        (https://discord.com/developers/docs/topics/rate-limits#header-format)."""
+        key = f"{record.method} {pattern.pattern} {match[1] if match.groups() else ''}"
+        started, used = self._buckets.get(key, (record.time, 0))
+        if record.time - started >= BUCKET_SECONDS:
+            started, used = record.time, 0
+        used += 1
+        self._buckets[key] = (started, used)
+        reset_after = max(BUCKET_SECONDS - (record.time - started), 0.0)
+        return {
+            "X-RateLimit-Limit": str(BUCKET_LIMIT),
+            "X-RateLimit-Remaining": str(max(BUCKET_LIMIT - used, 0)),
+            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:16],
+        }
 
     def _rate_limited(self, record: RecordedRequest) -> _Reply | None:
         for rule in self.rate_limit_rules:
@@ -1323,17 +1368,6 @@ class FakeDiscord:
     async def _get_me(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
         return _Reply(200, {**self.bot_user.payload(), "verified": True, "mfa_enabled": False, "locale": "en-US"})
 
-    async def _get_user(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        user = self._users.get(match[1])
-        return _Reply(200, user.payload()) if user else _error(404, 10013, "Unknown User")
-
-    async def _create_dm(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        recipient = (record.json or {}).get("recipient_id")
-        user = self._users.get(str(recipient))
-        if user is None:
-            return _error(400, 50033, "Invalid Recipient(s)")
-        return _Reply(200, self.open_dm(user))
-
     def _application_payload(self) -> JSONDict:
         flags = 0
         if self.enabled_privileged_intents & INTENT_MESSAGE_CONTENT:
@@ -1362,21 +1396,6 @@ class FakeDiscord:
 
     async def _get_application(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
         return _Reply(200, self._application_payload())
-
-    async def _get_guild(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        guild = self._guild_by_id(match[1])
-        if guild is None:
-            return _error(404, 10004, "Unknown Guild")
-        payload = self._guild_payload(guild)
-        for key in ("channels", "threads", "members", "presences", "voice_states"):
-            payload.pop(key, None)
-        return _Reply(200, payload)
-
-    async def _get_guild_channels(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        guild = self._guild_by_id(match[1])
-        if guild is None:
-            return _error(404, 10004, "Unknown Guild")
-        return _Reply(200, [self.channels[c.id] for c in guild.channels])
 
     async def _typing(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
         if match[1] not in self.channels:
@@ -1415,7 +1434,8 @@ class FakeDiscord:
             return denied
         guild_id = match[2]
         if guild_id is not None and self._guild_by_id(guild_id) is None:
-            return _error(404, 10004, "Unknown Guild")
+            # A guild the bot is not in: https://discord.com/developers/docs/topics/opcodes-and-status-codes#json
+            return _error(403, 50001, "Missing Access")
         if record.method == "GET":
             return _Reply(200, self.synced_commands(guild_id))
         body = record.json
@@ -1446,35 +1466,16 @@ class FakeDiscord:
                     self.commands[guild_id][previous["id"]] = previous
                 result.append(self._store_command(guild_id, command))
             return _Reply(200, result)
-        _validate_command(body, errors, [])
-        if errors:
-            return self._invalid(record, (50035, errors.tree, errors.lines))
-        return _Reply(201, self._store_command(guild_id, body))
-
-    async def _command(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        denied = self._check_application(match[1])
-        if denied:
-            return denied
-        scope = self.commands.get(match[2], {})
-        command = scope.get(match[3])
-        if command is None:
-            return _error(404, 10063, "Unknown application command")
-        if record.method == "DELETE":
-            del scope[match[3]]
-            return _Reply(204)
-        if record.method == "PATCH" and isinstance(record.json, dict):
-            command.update(record.json)
-        return _Reply(200, command)
+        return _error(405, 0, "405: Method Not Allowed")
 
     # ------------------------------------------------------------------------------ REST: interactions
 
-    def _interaction_message(self, interaction: FakeInteraction, body: JSONDict, files: list[str]) -> JSONDict:
+    def _interaction_message(self, interaction: FakeInteraction, body: JSONDict) -> JSONDict:
         message_type = 20 if interaction.type == 2 else 0
         message = self._make_message(
             interaction.channel_id or "0",
             body,
             self.bot_user,
-            files=files,
             message_type=message_type,
             webhook_id=self.application_id,
         )
@@ -1510,50 +1511,36 @@ class FakeDiscord:
         rtype = body.get("type")
         raw_data = body.get("data")
         data: JSONDict = raw_data if isinstance(raw_data, dict) else {}
-        component_only = interaction.type in (3, 5)
+        component_only = interaction.type == 3
         problem: str | None = None
-        if rtype not in (4, 5, 6, 7, 8, 9, 12):
-            problem = f"Interaction callback type {rtype!r} is invalid here"
+        if rtype not in (4, 5, 6, 7):
+            problem = f"Interaction callback type {rtype!r} is invalid here (the fake models 4, 5, 6 and 7)"
         elif rtype in (6, 7) and not component_only:
             problem = "UPDATE_MESSAGE callbacks are only valid for component interactions"
-        elif rtype == 8 and interaction.type != 4:
-            problem = "Autocomplete results are only valid for autocomplete interactions"
-        elif rtype == 9 and interaction.type == 5:
-            problem = "A modal cannot answer a modal submit"
         if problem is not None:
             errors = _Errors()
             errors.add(["type"], "INTERACTION_CALLBACK_TYPE_INVALID", problem)
             return self._invalid(record, (50035, errors.tree, errors.lines))
         if rtype in (4, 7):
-            invalid = validate_message_body(data, prefix=["data"], require_content=rtype == 4, files=len(record.files))
+            invalid = validate_message_body(data, prefix=["data"], require_content=rtype == 4)
             if invalid:
                 return self._invalid(record, invalid)
-        elif rtype == 9:
-            errors = _Errors()
-            errors.required_text(["data", "title"], data.get("title"), 45)
-            errors.required_text(["data", "custom_id"], data.get("custom_id"), 100)
-            _validate_components(data.get("components") or [], errors, ["data"], v2=True)
-            if errors:
-                return self._invalid(record, (50035, errors.tree, errors.lines))
-        elif rtype == 8 and len(data.get("choices") or []) > 25:
-            errors = _Errors()
-            errors.add(["data", "choices"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
-            return self._invalid(record, (50035, errors.tree, errors.lines))
 
         interaction.response_type = rtype
         resource: JSONDict = {"type": rtype}
         ephemeral = bool(int(data.get("flags") or 0) & MESSAGE_FLAG_EPHEMERAL)
         message: JSONDict | None = None
         if rtype == 4:
-            message = self._interaction_message(interaction, data, record.files)
+            message = self._interaction_message(interaction, data)
+            self._record_pings(message, data)
         elif rtype == 5:
             flags = (int(data.get("flags") or 0) & MESSAGE_FLAG_EPHEMERAL) | MESSAGE_FLAG_LOADING
-            message = self._interaction_message(interaction, {"content": "", "flags": flags}, [])
+            message = self._interaction_message(interaction, {"content": "", "flags": flags})
         elif rtype in (6, 7):
             source = interaction.payload.get("message") or {}
             message = self.messages.get(str(source.get("id")))
             if message is not None and rtype == 7:
-                self._apply_edit(message, data, record.files)
+                self._apply_edit(message, data)
                 await self._echo("MESSAGE_UPDATE", message)
         if message is not None:
             if rtype in (4, 5):
@@ -1575,34 +1562,54 @@ class FakeDiscord:
         }
         return _Reply(200, callback)
 
-    def _webhook_interaction(self, app_id: str, token: str) -> FakeInteraction | None:
+    def _webhook_interaction(self, record: RecordedRequest, app_id: str, token: str) -> FakeInteraction | _Reply:
+        """The interaction a webhook route's token belongs to, or Discord's refusal.
+
+        "Interaction tokens are valid for 15 minutes": after that the webhook answers 401 Invalid Webhook Token
+        (https://discord.com/developers/docs/interactions/receiving-and-responding#followup-messages).
+        """
         interaction = self._tokens.get(token)
-        return interaction if interaction is not None and app_id == self.application_id else None
+        if interaction is None or app_id != self.application_id:
+            return self._refuse(record, 404, 10015, "Unknown Webhook")
+        if record.time - interaction.created > self.interaction_token_lifetime:
+            return self._refuse(record, 401, 50027, "Invalid Webhook Token")
+        return interaction
 
     async def _webhook_execute(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        interaction = self._webhook_interaction(match[1], match[2])
-        if interaction is None:
-            return self._refuse(record, 404, 10015, "Unknown Webhook")
+        """A followup. After a deferred "thinking" response (type 5) the first followup does not create a message:
+        it replaces the loading one, which keeps the defer's ephemerality whatever the followup's flags say
+        (https://discord.com/developers/docs/interactions/receiving-and-responding#create-followup-message)."""
+        interaction = self._webhook_interaction(record, match[1], match[2])
+        if isinstance(interaction, _Reply):
+            return interaction
         if not interaction.responded:
             return self._refuse(
                 record, 404, 10015, "Unknown Webhook (followup sent before the interaction was acknowledged)"
             )
         body = record.json if isinstance(record.json, dict) else {}
-        invalid = validate_message_body(body, files=len(record.files))
+        invalid = validate_message_body(body)
         if invalid:
             return self._invalid(record, invalid)
-        message = self._interaction_message(interaction, body, record.files)
-        self._store_message(message)
+        original = self.messages.get(interaction.original_message_id or "")
+        if original is not None and int(original.get("flags") or 0) & MESSAGE_FLAG_LOADING:
+            self._apply_edit(original, {key: value for key, value in body.items() if key != "flags"})
+            message = original
+            self._record_pings(message, body)
+            await self._echo("MESSAGE_UPDATE", message)
+        else:
+            message = self._interaction_message(interaction, body)
+            self._record_pings(message, body)
+            self._store_message(message)
+            await self._echo("MESSAGE_CREATE", message)
         interaction.followup_ids.append(message["id"])
-        await self._echo("MESSAGE_CREATE", message)
         if not _truthy(record.query.get("wait")):
             return _Reply(204)
         return _Reply(200, message)
 
     async def _webhook_message(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        interaction = self._webhook_interaction(match[1], match[2])
-        if interaction is None:
-            return self._refuse(record, 404, 10015, "Unknown Webhook")
+        interaction = self._webhook_interaction(record, match[1], match[2])
+        if isinstance(interaction, _Reply):
+            return interaction
         message_id = interaction.original_message_id if match[3] == "@original" else match[3]
         owned = message_id is not None and (
             message_id == interaction.original_message_id or message_id in interaction.followup_ids
@@ -1619,10 +1626,11 @@ class FakeDiscord:
             await self._echo("MESSAGE_DELETE", message)
             return _Reply(204)
         body = record.json if isinstance(record.json, dict) else {}
-        invalid = validate_message_body(body, require_content=False, files=len(record.files))
+        invalid = validate_message_body(body, require_content=False)
         if invalid:
             return self._invalid(record, invalid)
-        self._apply_edit(message, body, record.files)
+        self._apply_edit(message, body)
+        self._record_pings(message, body)
         await self._echo("MESSAGE_UPDATE", message)
         return _Reply(200, message)
 
@@ -1632,37 +1640,16 @@ class FakeDiscord:
         channel = self.channels.get(match[1])
         return _Reply(200, channel) if channel else _error(404, 10003, "Unknown Channel")
 
-    async def _patch_channel(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        channel = self.channels.get(match[1])
-        if channel is None:
-            return _error(404, 10003, "Unknown Channel")
-        body = record.json if isinstance(record.json, dict) else {}
-        errors = _Errors()
-        if "name" in body:
-            errors.required_text(["name"], body["name"], 100)
-        if errors:
-            return self._invalid(record, (50035, errors.tree, errors.lines))
-        if channel["type"] in THREAD_TYPES:
-            meta = channel["thread_metadata"]
-            for key in ("archived", "locked", "auto_archive_duration", "invitable"):
-                if key in body:
-                    meta[key] = body[key]
-            if "archived" in body:
-                meta["archive_timestamp"] = _now_iso()
-            for key in ("name", "rate_limit_per_user", "flags", "applied_tags"):
-                if key in body:
-                    channel[key] = body[key]
-            await self._echo("THREAD_UPDATE", channel)
-        else:
-            for key in ("name", "topic", "nsfw", "rate_limit_per_user", "position", "parent_id"):
-                if key in body:
-                    channel[key] = body[key]
-            await self._echo("CHANNEL_UPDATE", channel)
-        return _Reply(200, channel)
-
     async def _get_messages(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
         if match[1] not in self.channels:
             return _error(404, 10003, "Unknown Channel")
+        denied = self._missing_permissions(match[1], VIEW_CHANNEL)
+        if denied is not None:
+            return denied
+        # https://discord.com/developers/docs/resources/message#get-channel-messages: without Read Message
+        # History "no messages will be returned".
+        if not self._permissions(match[1]) & READ_MESSAGE_HISTORY:
+            return _Reply(200, [])
         messages = list(reversed(self.channel_messages(match[1])))
         before, after = record.query.get("before"), record.query.get("after")
         if before:
@@ -1680,7 +1667,14 @@ class FakeDiscord:
         if channel["type"] in THREAD_TYPES and channel["thread_metadata"].get("locked"):
             return self._refuse(record, 400, 160005, "Thread is locked")
         body = record.json if isinstance(record.json, dict) else {}
-        invalid = validate_message_body(body, files=len(record.files))
+        # https://discord.com/developers/docs/resources/message#create-message: Send Messages (in a thread: Send
+        # Messages in Threads), and Read Message History for a reply.
+        send = SEND_MESSAGES_IN_THREADS if channel["type"] in THREAD_TYPES else SEND_MESSAGES
+        history = READ_MESSAGE_HISTORY if body.get("message_reference") else 0
+        denied = self._missing_permissions(channel_id, VIEW_CHANNEL | send | history)
+        if denied is not None:
+            return denied
+        invalid = validate_message_body(body)
         if invalid:
             return self._invalid(record, invalid)
         reference = body.get("message_reference")
@@ -1693,7 +1687,8 @@ class FakeDiscord:
             errors = _Errors()
             errors.add(["message_reference"], "REPLIES_UNKNOWN_MESSAGE", "Unknown message")
             return self._invalid(record, (50035, errors.tree, errors.lines))
-        message = self._make_message(channel_id, body, self.bot_user, files=record.files)
+        message = self._make_message(channel_id, body, self.bot_user)
+        self._record_pings(message, body)
         self._store_message(message)
         await self._echo("MESSAGE_CREATE", message)
         return _Reply(200, message)
@@ -1705,7 +1700,8 @@ class FakeDiscord:
         if message is None or message["channel_id"] != match[1]:
             return _error(404, 10008, "Unknown Message")
         if record.method == "GET":
-            return _Reply(200, message)
+            denied = self._missing_permissions(match[1], VIEW_CHANNEL | READ_MESSAGE_HISTORY)
+            return denied or _Reply(200, message)
         if record.method == "DELETE":
             del self.messages[message["id"]]
             await self._echo("MESSAGE_DELETE", message)
@@ -1713,10 +1709,11 @@ class FakeDiscord:
         if message["author"]["id"] != self.bot_user.id:
             return self._refuse(record, 403, 50005, "Cannot edit a message authored by another user")
         body = record.json if isinstance(record.json, dict) else {}
-        invalid = validate_message_body(body, require_content=False, files=len(record.files))
+        invalid = validate_message_body(body, require_content=False)
         if invalid:
             return self._invalid(record, invalid)
-        self._apply_edit(message, body, record.files)
+        self._apply_edit(message, body)
+        self._record_pings(message, body)
         await self._echo("MESSAGE_UPDATE", message)
         return _Reply(200, message)
 
@@ -1734,17 +1731,25 @@ class FakeDiscord:
             return _error(404, 10003, "Unknown Channel")
         if parent["type"] not in (CHANNEL_TEXT, CHANNEL_NEWS):
             return self._refuse(record, 400, 50024, "Cannot execute action on this channel type")
+        denied = self._missing_permissions(parent_id, VIEW_CHANNEL | CREATE_PUBLIC_THREADS)
+        if denied is not None:
+            return denied
         body = record.json if isinstance(record.json, dict) else {}
         errors = self._validate_thread_body(body)
         if errors:
             return self._invalid(record, (50035, errors.tree, errors.lines))
+        thread = self._new_thread(parent, thread_id, ttype, body, self.bot_user)
+        await self._echo("THREAD_CREATE", {**thread, "newly_created": True})
+        return _Reply(201, thread)
+
+    def _new_thread(self, parent: JSONDict, thread_id: str, ttype: int, body: JSONDict, owner: FakeUser) -> JSONDict:
         now = _now_iso()
         thread: JSONDict = {
             "id": thread_id,
             "type": ttype,
             "guild_id": parent.get("guild_id"),
-            "parent_id": parent_id,
-            "owner_id": self.bot_user.id,
+            "parent_id": parent["id"],
+            "owner_id": owner.id,
             "name": body["name"],
             "last_message_id": None,
             "message_count": 0,
@@ -1761,13 +1766,13 @@ class FakeDiscord:
                 "invitable": body.get("invitable", True),
                 "create_timestamp": now,
             },
-            "member": {"id": thread_id, "user_id": self.bot_user.id, "join_timestamp": now, "flags": 0},
         }
+        if owner is self.bot_user:  # the thread member object of the current user, when it is in the thread
+            thread["member"] = {"id": thread_id, "user_id": owner.id, "join_timestamp": now, "flags": 0}
         self.channels[thread_id] = thread
         self.threads[thread_id] = thread
         self._channel_guild[thread_id] = parent.get("guild_id")
-        await self._echo("THREAD_CREATE", {**thread, "newly_created": True})
-        return _Reply(201, thread)
+        return thread
 
     async def _thread_from_message(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
         """Discord gives a thread started from a message the message's own id, so the fake does too."""
@@ -1775,7 +1780,7 @@ class FakeDiscord:
         if match[1] in self.channels and (message is None or message["channel_id"] != match[1]):
             return _error(404, 10008, "Unknown Message")
         if match[2] in self.channels:
-            return self._refuse(record, 400, 160004, "A thread has already been created for this message")
+            return _error(400, 160004, "A thread has already been created for this message")
         ttype = CHANNEL_PUBLIC_THREAD if self.channels.get(match[1], {}).get("type") == CHANNEL_TEXT else 10
         reply = await self._create_thread(record, match[1], match[2], ttype)
         if reply.status < 300 and message is not None:
@@ -1783,45 +1788,50 @@ class FakeDiscord:
             message["flags"] = int(message.get("flags") or 0) | MESSAGE_FLAG_HAS_THREAD
         return reply
 
-    async def _thread_without_message(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        body = record.json if isinstance(record.json, dict) else {}
-        ttype = int(body.get("type") or CHANNEL_PRIVATE_THREAD)
-        if ttype not in THREAD_TYPES:
-            errors = _Errors()
-            errors.add(["type"], "BASE_TYPE_CHOICES", "Value must be one of {10, 11, 12}.")
-            return self._invalid(record, (50035, errors.tree, errors.lines))
-        return await self._create_thread(record, match[1], snowflake(), ttype)
+    def _permissions(self, channel_id: str) -> int:
+        """The bot's permissions in a channel: @everyone's, minus the channel's overwrite for the bot; a thread
+        has its parent's (https://discord.com/developers/docs/topics/permissions#permission-overwrites)."""
+        channel = self.channels.get(channel_id, {})
+        if channel.get("type") in THREAD_TYPES:
+            channel = self.channels.get(channel["parent_id"], {})
+        guild = self._guild_by_id(channel.get("guild_id"))
+        if guild is None:  # a DM
+            return DEFAULT_PERMISSIONS
+        denied = sum(int(o["deny"]) for o in channel.get("permission_overwrites", []) if o["id"] == self.bot_user.id)
+        return guild.everyone_permissions & ~denied
 
-    async def _thread_member(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        channel = self.channels.get(match[1])
-        if channel is None or channel["type"] not in THREAD_TYPES:
-            return _error(404, 10003, "Unknown Channel")
-        return _Reply(204)
+    def _missing_permissions(self, channel_id: str, needed: int) -> _Reply | None:
+        """403 Missing Permissions (50013) unless the bot has all of ``needed`` in the channel."""
+        if self._permissions(channel_id) & needed != needed:
+            return _error(403, 50013, "Missing Permissions")
+        return None
 
-    async def _reaction(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        message = self.messages.get(match[2])
-        if match[1] not in self.channels or message is None:
-            return _error(404, 10008, "Unknown Message")
-        emoji = match[3]
-        mine = self.reactions.setdefault(message["id"], [])
-        if record.method == "PUT":
-            if len(set(mine)) >= 20 and emoji not in mine:
-                return self._refuse(record, 400, 30010, "Maximum number of reactions reached (20)")
-            if emoji not in mine:
-                mine.append(emoji)
-        elif match[4] == "@me" and emoji in mine:
-            mine.remove(emoji)
-        return _Reply(204)
-
-    async def _clear_reactions(self, record: RecordedRequest, match: re.Match[str]) -> _Reply:
-        message = self.messages.get(match[2])
-        if message is None:
-            return _error(404, 10008, "Unknown Message")
-        if match[3] is None:
-            self.reactions[message["id"]] = []
-        elif match[3] in self.reactions.get(message["id"], []):
-            self.reactions[message["id"]].remove(match[3])
-        return _Reply(204)
+    def _record_pings(self, message: JSONDict, body: Mapping[str, Any]) -> None:
+        """Who `message` notifies: every mention in its content, narrowed by ``allowed_mentions`` when given
+        (https://discord.com/developers/docs/resources/message#allowed-mentions-object). Without the object all
+        mentions ping and a reply pings the author it replies to; with it, only what ``parse``, ``users``,
+        ``roles`` and ``replied_user`` allow. Mentions inside embeds never ping."""
+        given = body.get("allowed_mentions")
+        allowed: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+        parse = set(allowed.get("parse") or []) if given is not None else {"users", "roles", "everyone"}
+        content = str(message.get("content") or "")
+        pings = [
+            f"user:{user.id}"
+            for user in self._parse_mentions(content)
+            if "users" in parse or user.id in (allowed.get("users") or [])
+        ]
+        pings += [
+            f"role:{role}"
+            for role in re.findall(r"<@&(\d+)>", content)
+            if "roles" in parse or role in (allowed.get("roles") or [])
+        ]
+        if "everyone" in parse and ("@everyone" in content or "@here" in content):
+            pings.append("everyone")
+        replied = (message.get("referenced_message") or {}).get("author", {}).get("id")
+        if replied and (allowed.get("replied_user", False) if given is not None else True):
+            pings.append(f"user:{replied}")
+        if pings:
+            self.pings[message["id"]] = list(dict.fromkeys(pings))
 
     # ---------------------------------------------------------------------------------- payload builders
 
@@ -1829,13 +1839,20 @@ class FakeDiscord:
         return next((g for g in self.guilds if g.id == guild_id), None)
 
     def _channel_payload(self, guild: FakeGuild, channel: FakeChannel) -> JSONDict:
+        voice = {"bitrate": 64000, "user_limit": 0, "rtc_region": None} if channel.type == CHANNEL_VOICE else {}
         return {
+            **voice,
             "id": channel.id,
             "type": channel.type,
             "guild_id": guild.id,
             "name": channel.name,
             "position": channel.position,
-            "permission_overwrites": [],
+            # https://discord.com/developers/docs/resources/channel#overwrite-object (type 1: a member)
+            "permission_overwrites": (
+                [{"id": self.bot_user.id, "type": 1, "allow": "0", "deny": str(channel.bot_denied)}]
+                if channel.bot_denied
+                else []
+            ),
             "parent_id": channel.parent_id,
             "topic": channel.topic,
             "nsfw": channel.nsfw,
@@ -1880,6 +1897,17 @@ class FakeDiscord:
             "mentionable": False,
             "flags": 0,
         }
+        # https://discord.com/developers/docs/topics/permissions#role-object-role-tags-structure
+        bot_role = {
+            **everyone,
+            "id": guild.bot_role_id,
+            "name": self.bot_user.username,
+            "position": 1,
+            "permissions": "0",
+            "managed": True,
+            "tags": {"bot_id": self.bot_user.id},
+        }
+        members[0]["roles"] = [guild.bot_role_id]
         return {
             "id": guild.id,
             "name": guild.name,
@@ -1892,7 +1920,7 @@ class FakeDiscord:
             "verification_level": 0,
             "default_message_notifications": 0,
             "explicit_content_filter": 0,
-            "roles": [everyone],
+            "roles": [everyone, bot_role],
             "emojis": [],
             "stickers": [],
             "features": [],
@@ -1949,25 +1977,12 @@ class FakeDiscord:
                 found.append(user)
         return found
 
-    def _attachment(self, filename: str) -> JSONDict:
-        attachment_id = snowflake()
-        url = f"{self.base_url}/attachments/{attachment_id}/{filename}"
-        return {
-            "id": attachment_id,
-            "filename": filename,
-            "size": 0,
-            "url": url,
-            "proxy_url": url,
-            "content_type": "application/octet-stream",
-        }
-
     def _make_message(
         self,
         channel_id: str,
         body: Mapping[str, Any],
         author: FakeUser,
         *,
-        files: Sequence[str] = (),
         extra_mentions: Sequence[FakeUser] = (),
         message_type: int | None = None,
         webhook_id: str | None = None,
@@ -1976,6 +1991,9 @@ class FakeDiscord:
         mentions = self._parse_mentions(content)
         mentions += [u for u in extra_mentions if u not in mentions]
         guild_id = self._channel_guild.get(channel_id)
+        guild = self._guild_by_id(guild_id)
+        known_roles = (guild.id, guild.bot_role_id) if guild is not None else ()
+        roles = [role for role in re.findall(r"<@&(\d+)>", content) if role in known_roles]
         reference = body.get("message_reference")
         referenced = None
         if isinstance(reference, Mapping) and reference.get("message_id"):
@@ -1990,8 +2008,8 @@ class FakeDiscord:
             "tts": bool(body.get("tts", False)),
             "mention_everyone": False,
             "mentions": [u.payload() for u in mentions],
-            "mention_roles": [],
-            "attachments": [self._attachment(name) for name in files],
+            "mention_roles": roles,
+            "attachments": [],
             "embeds": [{"type": "rich", **e} for e in body.get("embeds") or []],
             "components": list(body.get("components") or []),
             "pinned": False,
@@ -2000,7 +2018,6 @@ class FakeDiscord:
         }
         if guild_id is not None:
             message["guild_id"] = guild_id
-            guild = self._guild_by_id(guild_id)
             if webhook_id is None:
                 message["member"] = self._member_payload(guild, author, with_user=False)
                 message["member"].pop("permissions", None)
@@ -2018,7 +2035,7 @@ class FakeDiscord:
             message["nonce"] = body["nonce"]
         return message
 
-    def _apply_edit(self, message: JSONDict, body: Mapping[str, Any], files: Sequence[str]) -> None:
+    def _apply_edit(self, message: JSONDict, body: Mapping[str, Any]) -> None:
         if "content" in body:
             message["content"] = str(body["content"] or "")
             message["mentions"] = [u.payload() for u in self._parse_mentions(message["content"])]
@@ -2026,10 +2043,6 @@ class FakeDiscord:
             message["embeds"] = [{"type": "rich", **e} for e in body["embeds"] or []]
         if "components" in body:
             message["components"] = list(body["components"] or [])
-        if "attachments" in body or files:
-            kept = {str(a.get("id")) for a in body.get("attachments") or [] if isinstance(a, Mapping)}
-            message["attachments"] = [a for a in message["attachments"] if a["id"] in kept]
-            message["attachments"] += [self._attachment(name) for name in files]
         if "flags" in body and body["flags"] is not None:
             message["flags"] = (int(message.get("flags") or 0) & MESSAGE_FLAG_EPHEMERAL) | int(body["flags"])
         message["flags"] = int(message.get("flags") or 0) & ~MESSAGE_FLAG_LOADING
@@ -2251,8 +2264,6 @@ class FakeDiscord:
             self.presence_updates.append(data if isinstance(data, dict) else {})
         elif op == 4:
             pass  # voice state updates: the bot has no voice features
-        elif op == 8:
-            await self._on_request_members(conn, data if isinstance(data, dict) else {})
         else:
             await conn.close(4001, "Unknown opcode.")
 
@@ -2341,28 +2352,6 @@ class FakeDiscord:
         session.resumes += 1
         conn.resumed = True
         await self._dispatch_to(session, "RESUMED", {"_trace": ["fake-discord"]})
-
-    async def _on_request_members(self, conn: GatewayConnection, data: JSONDict) -> None:
-        """Answer op 8 (member chunking) so bots with the members intent finish startup."""
-        assert conn.session is not None
-        guild_ids = data.get("guild_id")
-        for guild_id in guild_ids if isinstance(guild_ids, list) else [guild_ids]:
-            guild = self._guild_by_id(str(guild_id))
-            if guild is None:
-                continue
-            members = [self._member_payload(guild, u) for u in [self.bot_user, *guild.members]]
-            for member in members:
-                member.pop("permissions", None)
-            wanted = data.get("user_ids")
-            if wanted:
-                ids = {str(i) for i in (wanted if isinstance(wanted, list) else [wanted])}
-                members = [m for m in members if m["user"]["id"] in ids]
-            elif data.get("query"):
-                members = [m for m in members if m["user"]["username"].startswith(str(data["query"]))]
-            chunk: JSONDict = {"guild_id": guild.id, "members": members, "chunk_index": 0, "chunk_count": 1}
-            if data.get("nonce") is not None:
-                chunk["nonce"] = data["nonce"]
-            await self._dispatch_to(conn.session, "GUILD_MEMBERS_CHUNK", chunk)
 
 
 # -------------------------------------------------------------------------------------- discord.py glue

@@ -11,10 +11,14 @@ import pytest
 
 from bot.discord_app.render import (
     ABSTAIN_TITLE,
+    CLOSEST_COLOUR,
+    CLOSEST_NOTE,
     ELLIPSIS,
     EMBED_TOTAL_LIMIT,
     citation_field,
+    embed_answer,
     embed_length,
+    embed_question,
     question_from_mention,
     render_answer,
     render_error,
@@ -52,6 +56,7 @@ def test_ordinary_answer_layout() -> None:
         "Because Seoul works as neutral staging ground [1].",
         (citation(1, "Seoul works as neutral staging ground", page=3),),
         "answered",
+        confidence=0.834,
         note="extractive answer",
     )
     embed = render_answer(answer)
@@ -60,13 +65,35 @@ def test_ordinary_answer_layout() -> None:
     [field] = embed.fields
     assert field.name == "[1] Title"
     assert field.value == "> Seoul works as neutral staging ground\n`corpus/doc.txt` · chars 10–47 (page 3)"
-    assert embed.footer.text == "extractive answer"
+    assert embed.footer.text == "extractive answer · confidence 83%"
+    assert embed.author.name is None
     assert validate_message_body(body([embed])) is None
 
 
-def test_abstention_is_clearly_marked() -> None:
-    embed = render_answer(Answer("what is the GDP of Mars?", "The documents do not say.", (), True))
-    assert embed.title == ABSTAIN_TITLE and embed.colour == discord.Colour.orange()
+def test_the_three_support_tiers_look_different_and_keep_their_question() -> None:
+    quote = (citation(1, "Mars has two moons"),)
+    closest = render_answer(
+        Answer("what is the GDP of Mars?", "The closest passage is Mars has two moons [1].", quote, "closest", 0.31)
+    )
+    assert closest.title == "what is the GDP of Mars?" and closest.colour == CLOSEST_COLOUR
+    assert closest.footer.text == f"{CLOSEST_NOTE} · confidence 31%"
+    missing = render_answer(
+        Answer("what is the GDP of *Mars*?", "The corpus doesn't say (no figures on Mars's economy).", (), "none", 0.04)
+    )
+    assert missing.title == ABSTAIN_TITLE and missing.colour == discord.Colour.orange()
+    assert missing.description == "No figures on Mars's economy." and missing.footer.text == "confidence 4%"
+    bare = render_answer(Answer("why?", "The corpus doesn't say.", (), "none"))
+    assert bare.description == "Nothing in the indexed documents answers it."
+    answered = render_answer(Answer("why Seoul?", "Because [1].", quote, "answered", 0.9))
+    colours = {answered.colour, closest.colour, missing.colour}
+    assert len(colours) == 3, "each tier has its own colour"
+    # The question can be read back from any tier's embed, as typed (for follow-ups rebuilt after a restart).
+    assert [embed_question(e) for e in (answered, closest, missing)] == [
+        "why Seoul?",
+        "what is the GDP of Mars?",
+        "what is the GDP of *Mars*?",
+    ]
+    assert embed_answer(closest) == "The closest passage is Mars has two moons [1]."
 
 
 @pytest.mark.parametrize("citations", [0, 3, 25, 26, 60])

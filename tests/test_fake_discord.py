@@ -471,3 +471,106 @@ async def test_raw_gateway_rejects_a_bad_identify_and_an_unknown_resume() -> Non
             await ws.receive_json(timeout=WAIT)
             await ws.send_json({"op": 6, "d": {"token": TOKEN, "session_id": "nope", "seq": 3}})
             assert await ws.receive_json(timeout=WAIT) == {"op": 9, "d": False}
+
+
+@pytest.mark.asyncio
+async def test_the_first_followup_after_a_defer_replaces_the_thinking_message() -> None:
+    """Discord: the first followup after a deferred response edits the loading message and keeps the defer's
+    visibility (its own ephemeral flag is ignored); later followups are new messages."""
+    async with fake_discord() as fake:
+        bot = MiniBot(fake.guild.id)
+        async with run_client(bot, TOKEN):
+            interaction = await fake.dispatch_slash_command("ask", {"question": "why?"})
+            followup = await fake.wait_for_followup(interaction, WAIT)
+            assert followup.response["id"] == interaction.original_message_id
+            message = fake.messages[followup.response["id"]]
+            assert message["content"] == "answer to why?" and not message["flags"] & (64 | 128)
+
+            async with aiohttp.ClientSession() as http:
+                url = f"{fake.api_base}{interaction.webhook_path}?wait=true"
+                async with http.post(url, json={"content": "second", "flags": 64}) as response:
+                    second = await response.json()
+            assert second["id"] != followup.response["id"] and second["flags"] & 64
+        assert fake.violations == []
+
+
+@pytest.mark.asyncio
+async def test_interaction_tokens_expire() -> None:
+    """After the token's lifetime (15 minutes on Discord) its webhook answers 401 Invalid Webhook Token."""
+    async with fake_discord(interaction_token_lifetime=0.2) as fake:
+        bot = MiniBot(fake.guild.id, answer_delay=0.0)
+        async with run_client(bot, TOKEN):
+            interaction = await fake.dispatch_slash_command("ask", {"question": "why?"})
+            await fake.wait_for_followup(interaction, WAIT)
+            await asyncio.sleep(0.3)
+            async with aiohttp.ClientSession() as http:
+                url = f"{fake.api_base}/webhooks/{fake.application_id}/{interaction.token}"
+                async with http.post(url, json={"content": "late"}) as late:
+                    assert late.status == 401 and (await late.json())["code"] == 50027
+        assert [v.code for v in fake.violations] == [50027]
+
+
+@pytest.mark.asyncio
+async def test_permissions_forum_posts_voice_chats_and_pings() -> None:
+    """Missing permissions are 403 (history reads come back empty instead); a forum post's first message has
+    the post's id; a voice channel's chat takes messages but no threads; pings follow allowed_mentions."""
+    from tests.fake_discord import CHANNEL_FORUM, CHANNEL_VOICE, READ_MESSAGE_HISTORY, SEND_MESSAGES
+
+    channels = [
+        FakeChannel("general"),
+        FakeChannel("read-only", bot_denied=SEND_MESSAGES | READ_MESSAGE_HISTORY),
+        FakeChannel("forum", type=CHANNEL_FORUM),
+        FakeChannel("voice", type=CHANNEL_VOICE),
+    ]
+    async with fake_discord(guilds=[FakeGuild("g", channels=channels)]) as fake:
+        client = discord.Client(intents=intents(), guild_ready_timeout=0.1)
+        async with run_client(client, TOKEN):
+            read_only = client.get_channel(int(channels[1].id))
+            assert isinstance(read_only, discord.TextChannel)
+            assert not read_only.permissions_for(read_only.guild.me).send_messages
+            with pytest.raises(discord.Forbidden) as refused:
+                await read_only.send("hello")
+            assert refused.value.code == 50013
+            assert [m async for m in read_only.history(limit=10)] == []
+
+            post = await fake.open_thread(channels[2].id, name="a post", content="what is this?")
+            assert fake.messages[post["id"]]["content"] == "what is this?"
+
+            said = await fake.dispatch_message("in the voice chat", channel_id=channels[3].id)
+            voice = client.get_channel(int(channels[3].id))
+            assert isinstance(voice, discord.VoiceChannel)
+            with pytest.raises(discord.HTTPException) as no_thread:
+                await voice.get_partial_message(int(said["id"])).create_thread(name="t")
+            assert no_thread.value.code == 50024
+
+            general = client.get_channel(int(channels[0].id))
+            assert isinstance(general, discord.TextChannel)
+            user = fake.default_user
+            loud = await general.send(f"@everyone {user.mention}")
+            quiet = await general.send(f"@everyone {user.mention}", allowed_mentions=discord.AllowedMentions.none())
+            reply = await quiet.reply("a reply", mention_author=False)
+            assert fake.pings == {str(loud.id): [f"user:{user.id}", "everyone"]} and str(reply.id) not in fake.pings
+    assert fake.violations[-1].code == 50024
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_headers_come_with_ordinary_responses() -> None:
+    async with (
+        fake_discord() as fake,
+        aiohttp.ClientSession() as http,
+        http.get(f"{fake.api_base}/users/@me", headers={"Authorization": f"Bot {TOKEN}"}) as response,
+    ):
+        assert response.status == 200
+        assert response.headers["X-RateLimit-Limit"] == "50"
+        assert int(response.headers["X-RateLimit-Remaining"]) == 49
+        assert float(response.headers["X-RateLimit-Reset-After"]) <= 1.0 and response.headers["X-RateLimit-Bucket"]
+
+
+@pytest.mark.asyncio
+async def test_options_outside_the_declared_lengths_are_never_sent() -> None:
+    async with fake_discord() as fake:
+        bot = MiniBot(fake.guild.id)
+        async with run_client(bot, TOKEN):
+            fake.synced_commands(fake.guild.id)[0]["options"][0]["max_length"] = 5
+            with pytest.raises(ValueError, match="max_length 5"):
+                await fake.dispatch_slash_command("ask", {"question": "too long"})

@@ -25,7 +25,7 @@ def assert_index_consistent(store: ChunkStore) -> None:
     assert all(record.ready for record in documents.values())
     total = 0
     for record in documents.values():
-        chunks = store.chunks_of([record.doc_id])
+        chunks = [chunk for chunk, _ in store.chunks_of([record.doc_id])]
         assert len(chunks) == record.chunks
         total += len(chunks)
     assert store.count_chunks() == total
@@ -52,7 +52,7 @@ def test_changed_document_is_replaced_and_deleted_one_removed(store, embedder, c
     assert (report.added, report.changed, report.unchanged, report.removed) == (0, 1, 0, 1)
     records = list(store.documents().values())
     assert len(records) == 1
-    chunks = store.chunks_of([records[0].doc_id])
+    chunks = [chunk for chunk, _ in store.chunks_of([records[0].doc_id])]
     assert any("new closing paragraph" in chunk.text for chunk in chunks)
     assert_index_consistent(store)
 
@@ -98,7 +98,7 @@ def test_chunks_quote_the_document_text_exactly(store, embedder, corpus):
     ingest(store, embedder, corpus)
     for record in store.documents().values():
         text = load(Path(record.source)).text
-        for chunk in store.chunks_of([record.doc_id]):
+        for chunk in [chunk for chunk, _ in store.chunks_of([record.doc_id])]:
             assert text[chunk.start : chunk.end] == chunk.text
             assert chunk.title == record.title
 

@@ -91,9 +91,7 @@ def open_store(settings: Settings) -> Iterator[ChunkStore]:
     try:
         yield store
     finally:
-        client = store._client  # ChunkStore has no close(); the Chroma client does
-        if client is not None:
-            client.close()
+        store.close()
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,7 @@ def snapshot(settings: Settings, query: str) -> IndexState:
         documents = store.documents(include_pending=True)
         assert set(ready) == {doc_id for doc_id, record in documents.items() if record.ready}
         chunks_by_doc: dict[str, int] = dict.fromkeys(documents, 0)
-        for chunk in store.chunks_of(list(documents)):
+        for chunk, _ in store.chunks_of(list(documents)):
             chunks_by_doc[chunk.doc_id] += 1
         hits = [(chunk.id, similarity) for chunk, similarity in store.search(store_query(query), 5)]
         return IndexState(documents, chunks_by_doc, store.count_chunks(), hits)
@@ -138,7 +136,7 @@ def store_query(text: str) -> Any:
 def first_chunk(settings: Settings, doc_id: str) -> tuple[str, str]:
     """(chunk id, text) of a document's first chunk: its text is a query that chunk must answer."""
     with open_store(settings) as store:
-        chunks = store.chunks_of([doc_id])
+        chunks = [chunk for chunk, _ in store.chunks_of([doc_id])]
     first = min(chunks, key=lambda chunk: chunk.position)
     return first.id, first.text
 
@@ -385,15 +383,15 @@ ingest.pipeline.EMBED_BATCH_CHUNKS = batch_chunks
 original = ChunkStore.add_chunks
 calls = []
 
-def add_chunks(self, chunks, vectors):
+def add_chunks(self, chunks, vectors, sentences=None):
     calls.append(len(chunks))
     if len(calls) == crash_on:
         half = len(chunks) // 2
-        original(self, chunks[:half], vectors[:half])
+        original(self, chunks[:half], vectors[:half], sentences[:half] if sentences else None)
         if how == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         raise KeyboardInterrupt
-    original(self, chunks, vectors)
+    original(self, chunks, vectors, sentences)
 
 ChunkStore.add_chunks = add_chunks
 sys.exit(main(["ingest", "corpus"]))

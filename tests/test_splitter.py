@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from bot.answering.citations import quotable_sentences
 from bot.embeddings import HashingEmbedder, SentenceTransformerEmbedder
 from bot.text import sentence_spans
 from bot.types import Chunk
@@ -273,3 +274,38 @@ def test_sentence_spans_are_stripped_offsets_within_the_range() -> None:
     assert [text[s:e] for s, e in spans] == ["First one.", "Second one!"]
     assert all(start <= s < e <= end for s, e in spans)
     assert sentence_spans("   \n ... \n") == []  # no letters, no sentence
+
+
+def test_a_source_attribution_ends_its_sentence_and_is_no_quotable_sentence() -> None:
+    text = "The tell will be a promise to keep talking. (scmp.com) The bottom line is simple — Seoul is the prep room."
+    assert sentences(text) == [
+        "The tell will be a promise to keep talking.",
+        "(scmp.com)",
+        "The bottom line is simple — Seoul is the prep room.",
+    ]
+    chunk = Chunk(id="c", doc_id="d", text=text, title="Seoul", start=0, end=len(text))
+    assert [text[s:e] for s, e, _ in quotable_sentences(chunk)] == [
+        "The tell will be a promise to keep talking.",
+        "The bottom line is simple — Seoul is the prep room.",
+    ]
+    assert sentences(
+        "It is the last prep meeting (usnews.com) ### Why send He Lifeng? He is Beijing’s top negotiator."
+    ) == [
+        "It is the last prep meeting",
+        "(usnews.com)",
+        "### Why send He Lifeng?",
+        "He is Beijing’s top negotiator.",
+    ]
+
+
+def test_list_items_are_sentences() -> None:
+    text = "Sessions in:\n- London - A historic financial center\n- Stockholm - The Swedish capital known for diplomacy"
+    assert sentences(text)[1:] == [
+        "- London - A historic financial center",
+        "- Stockholm - The Swedish capital known for diplomacy",
+    ]
+    inline = "- He Lifeng will meet in Seoul on May 12-13. - The U.S. side is being led by Scott Bessent."
+    assert sentences(inline) == [
+        "- He Lifeng will meet in Seoul on May 12-13.",
+        "- The U.S. side is being led by Scott Bessent.",
+    ]

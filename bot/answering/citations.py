@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.text import sentence_spans
+from bot.text import is_attribution, sentence_spans
 from bot.types import Answer, Chunk, Citation, ScoredChunk, Support
 
 BULLET_CHARS = "-•*✓–—·> \t"
@@ -19,7 +19,8 @@ NO_ANSWER = "The corpus doesn't say."
 def quotable_sentences(chunk: Chunk) -> list[tuple[int, int, bool]]:
     """The chunk's sentences worth quoting, as (start, end, right under a heading) offsets into `chunk.text`.
 
-    Bullet marks are trimmed off; headings and the title line are left out (they are labels, not statements).
+    Bullet marks are trimmed off; headings, the title line and source attributions are left out (they are labels,
+    not statements).
     """
     heading = chunk.heading.rsplit(" > ", 1)[-1]
     sentences = []
@@ -28,6 +29,8 @@ def quotable_sentences(chunk: Chunk) -> list[tuple[int, int, bool]]:
         while start < end and chunk.text[start] in BULLET_CHARS:
             start += 1
         quote = chunk.text[start:end]
+        if is_attribution(quote):
+            continue
         if not quote or quote.startswith("#") or quote in (heading, chunk.title):
             after_heading = bool(heading) and (quote.startswith("#") or quote == heading)
             continue

@@ -31,9 +31,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable
 from pydantic import SecretStr
 
-from bot.answering import Answerer
 from bot.answering.citations import BULLET_CHARS, citation, quotable_sentences, with_markers
-from bot.answering.extractive import ExtractiveAnswerer, ExtractiveSettings, abstain
+from bot.answering.extractive import ExtractiveAnswerer, ExtractiveSettings
 from bot.answering.prompts import NOT_IN_PASSAGES, answer_prompt, format_conversation, format_passage
 from bot.config import LLMProvider, Settings
 from bot.errors import ConfigError
@@ -153,25 +152,20 @@ class LLMAnswerer:
         self,
         model: BaseChatModel,
         *,
-        fallback: Answerer,
+        fallback: ExtractiveAnswerer,
         timeout: float | None = None,
-        closest_similarity: float | None = None,
         max_quote_chars: int = ExtractiveSettings.max_quote_chars,
         max_history: int = 3,
         fallback_name: str = "extractive",
     ) -> None:
         """`timeout` bounds the whole model call (retries included): past it, the fallback answers instead.
 
-        `closest_similarity` (which passages an abstention names as closest) defaults to the extractive
-        fallback's own setting, so both answerers abstain alike.
+        The extractive fallback also judges the passages: its confidence is the answer's, and when the model says
+        the passages do not answer, its closest sentence is what the abstention cites.
         """
         self.model = model
         self.fallback = fallback
         self.timeout = timeout
-        if closest_similarity is None:
-            settings = fallback.settings if isinstance(fallback, ExtractiveAnswerer) else ExtractiveSettings()
-            closest_similarity = settings.closest_similarity
-        self.closest_similarity = closest_similarity
         self.max_quote_chars = max_quote_chars
         self.max_history = max_history
         self.fallback_name = fallback_name
@@ -210,7 +204,7 @@ class LLMAnswerer:
             return self._fall_back(retrieval, "the LLM returned an empty reply")
         sentences = split_reply(reply)
         if _SENTINEL.search(reply) or (sentences and all(sentence.refusal for sentence in sentences)):
-            return abstain(question.text, list(hits), self.closest_similarity)
+            return self.fallback.decline(retrieval)
 
         kept: list[tuple[str, list[int]]] = []  # (sentence, valid 0-based passage indexes in order)
         for sentence in sentences:
@@ -229,7 +223,8 @@ class LLMAnswerer:
             self._quote(number[index], hits[index], [s for s, indexes in kept if index in indexes], question, keyword)
             for index in order
         )
-        return Answer(question=question.text, text=text, citations=citations, support="answered")
+        confidence = self.fallback.analyse(retrieval).confidence
+        return Answer(question.text, text, citations, support="answered", confidence=confidence)
 
     def _quote(
         self, n: int, hit: ScoredChunk, citing: list[str], question: Question, keyword: KeywordIndex

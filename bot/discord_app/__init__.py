@@ -1,27 +1,33 @@
 """citebot's Discord adapter: `citebot discord` calls `main(settings)`.
 
-The only package of citebot that imports discord. Layout: `bot.py` (the client, its answering pool and its error
-handler), `cogs/` (thin: parse, ask, render), `render.py` (pure Answer -> embed functions within Discord's limits),
-`conversations.py` (thread history), `errors.py` (polite replies). Startup lives here: settings checks, logging
-with token redaction, REST/gateway routing, engine warm-up, and the restart without the message content intent
-when Discord refuses it (close code 4014).
+The only package of citebot that imports discord. Layout: `bot.py` (the client: answer queue, in-flight work,
+shutdown, command sync, error handler), `cogs/` (thin: parse, ask, render), `render.py` (pure Answer -> embed
+functions within Discord's limits), `conversations.py` (who a message is addressed to, and conversations rebuilt
+from Discord's own history), `logs.py` (token redaction, JSON lines, the line per answer), `errors.py` (polite
+replies). Startup lives here: settings checks, REST/gateway routing, log in before the engine warms up, the
+restart without the message content intent when Discord refuses it (close code 4014), and graceful shutdown on
+SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from typing import Any
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
 import yarl
 
-from bot.config import Settings
+from bot.config import LLMProvider, Settings
 from bot.discord_app.bot import AnswerEngine, CitebotBot
 from bot.discord_app.errors import DiscordSetupError
+from bot.discord_app.logs import RedactToken, install_redaction, setup_logging
 from bot.feedback import FeedbackStore
 
 __all__ = ["CitebotBot", "DiscordSetupError", "RedactToken", "main", "serve"]
@@ -40,44 +46,27 @@ NO_MESSAGE_CONTENT = (
     "Privileged Gateway Intents. Restarting without it: slash commands keep working, but follow-up messages in "
     "threads that do not mention the bot cannot be read."
 )
-REDACTED = "[redacted]"
+# What the bot needs in a channel (View Channels, Send Messages, Send Messages in Threads, Create Public Threads,
+# Embed Links, Read Message History, Add Reactions), as the invite URL asks for it.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    embed_links=True,
+    read_message_history=True,
+    add_reactions=True,
+)
 
 
-class RedactToken(logging.Filter):
-    """Replaces the token in log records (message, arguments and traceback) before any handler writes them.
-
-    Why: defence in depth; a library that logs a header or a URL must never put the bot's credentials in a log.
-    Installed on the citebot and discord loggers and on the root handlers, because a logger's own filters do not
-    see records that propagate up from its children.
-    """
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.token:
-            return True
-        message = record.getMessage()
-        if self.token in message:
-            record.msg, record.args = message.replace(self.token, REDACTED), ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and self.token in record.exc_text:
-            record.exc_text = record.exc_text.replace(self.token, REDACTED)
-        return True
-
-
-def install_redaction(token: str) -> RedactToken:
-    """Attach one RedactToken to the citebot and discord loggers and to every root handler."""
-    redact = RedactToken(token)
-    targets: list[logging.Filterer] = [logging.getLogger(name) for name in ("citebot", "discord", "bot")]
-    targets += logging.getLogger().handlers
-    for target in targets:
-        for old in [f for f in target.filters if isinstance(f, RedactToken)]:
-            target.removeFilter(old)  # idempotent: a second main() in one process must not stack filters
-        target.addFilter(redact)
-    return redact
+def unreachable(settings: Settings, error: BaseException) -> str:
+    """One line for a Discord that cannot be reached: what failed and what to check."""
+    where = settings.discord_api_base or discord.http.Route.BASE
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return (
+        f"citebot: cannot reach Discord at {where} ({reason}); check the network connection and proxy settings, "
+        "and CITEBOT_DISCORD_API_BASE / CITEBOT_DISCORD_GATEWAY_URL if you set them"
+    )
 
 
 def route_discord(settings: Settings) -> None:
@@ -104,6 +93,42 @@ def check_settings(settings: Settings) -> str:
     return token
 
 
+def describe_startup(settings: Settings, engine: AnswerEngine, bot: CitebotBot) -> str:
+    """The start-up line: corpus size, answerer and the URL that invites the bot."""
+    documents = engine.documents()
+    chunks = sum(document.chunks for document in documents)
+    answerer = "extractive" if settings.llm is LLMProvider.NONE else f"{settings.llm.value} {settings.llm_model or ''}"
+    invite = discord.utils.oauth_url(
+        bot.application_id or 0, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
+    )
+    corpus = f"{len(documents)} documents ({chunks} chunks)"
+    return f"ready to answer from {corpus}; answerer: {answerer.strip()}; invite: {invite}"
+
+
+@contextlib.contextmanager
+def stop_on_signals(bot_holder: list[CitebotBot]) -> Any:
+    """SIGTERM (docker stop, systemd) and SIGINT (Ctrl-C) start a graceful shutdown of the running bot."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    stopping: set[asyncio.Task[None]] = set()  # a reference, so the shutdown task is not garbage-collected
+
+    def stop() -> None:
+        if bot_holder:
+            task = loop.create_task(bot_holder[-1].shutdown())
+            stopping.add(task)
+            task.add_done_callback(stopping.discard)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread / Windows
+            loop.add_signal_handler(signum, stop)
+            installed.append(signum)
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
 async def serve(
     settings: Settings,
     engine: AnswerEngine,
@@ -113,46 +138,64 @@ async def serve(
     reconnect: bool = True,
     **bot_options: Any,
 ) -> int:
-    """Warm the engine up, then run the bot until it is closed; returns the exit status.
+    """Log in, warm the engine up, then run the bot until it is closed; returns the exit status.
 
-    If Discord refuses the Message Content intent (4014) the bot is rebuilt without it and started again, since
-    slash commands do not need it. A rejected token prints one line and returns 1.
+    Logging in first makes a wrong token or an unreachable Discord fail in a second, with one line, instead of
+    after the model has loaded. If Discord refuses the Message Content intent (4014) the bot is rebuilt without
+    it and started again, since slash commands do not need it. SIGTERM and SIGINT shut down gracefully (exit 0).
     """
     token = check_settings(settings)
     route_discord(settings)
-    log.info("warming up the engine")
-    await asyncio.to_thread(engine.warm_up)
     message_content = True
-    while True:
-        bot = bot_class(
-            engine=engine, settings=settings, feedback=feedback, message_content=message_content, **bot_options
-        )
-        try:
-            async with bot:
-                await bot.start(token, reconnect=reconnect)
-            return 0
-        except discord.PrivilegedIntentsRequired:
-            if not message_content:
-                raise
-            log.error(NO_MESSAGE_CONTENT)
-            message_content = False
-        except discord.LoginFailure:
-            print(REJECTED_TOKEN, file=sys.stderr)
-            return 1
+    warmed = False
+    bots: list[CitebotBot] = []
+    with stop_on_signals(bots):
+        while True:
+            bot = bot_class(
+                engine=engine, settings=settings, feedback=feedback, message_content=message_content, **bot_options
+            )
+            bots.append(bot)
+            try:
+                async with bot:
+                    await bot.login(token)
+                    if not warmed:
+                        log.info("logged in; warming up the engine")
+                        await asyncio.to_thread(engine.warm_up)
+                        warmed = True
+                        log.info(await asyncio.to_thread(describe_startup, settings, engine, bot))
+                    if bot.accepting:
+                        await bot.connect(reconnect=reconnect)
+                return 0
+            except discord.PrivilegedIntentsRequired:
+                if not message_content:
+                    raise
+                log.error(NO_MESSAGE_CONTENT)
+                message_content = False
+            except discord.LoginFailure:
+                print(REJECTED_TOKEN, file=sys.stderr)
+                return 1
+            except DiscordSetupError as exc:
+                print(str(exc), file=sys.stderr)
+                return 2
+            except (aiohttp.ClientError, OSError) as exc:
+                print(unreachable(settings, exc), file=sys.stderr)
+                return 1
 
 
 def main(settings: Settings) -> int:
-    """`citebot discord`: run the bot in the foreground until Ctrl-C. 2 = not configured, 1 = refused by Discord."""
+    """`citebot discord`: run the bot in the foreground until Ctrl-C or SIGTERM.
+
+    Exit status: 0 after a graceful stop, 2 when not configured, 1 when Discord refused or could not be reached.
+    """
     try:
         token = check_settings(settings)
     except DiscordSetupError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    if not logging.getLogger().handlers:
-        discord.utils.setup_logging(level=logging.INFO)
+    setup_logging(settings)
     install_redaction(token)
 
-    from bot.engine import Engine
+    from bot.engine import Engine  # heavy (langchain, the answerers): only once the settings are known good
 
     engine = Engine(settings)
     feedback = FeedbackStore.for_settings(settings)

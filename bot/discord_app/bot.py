@@ -1,4 +1,4 @@
-"""The Discord client of citebot: owns the shared machinery (answering pool, conversations, feedback, errors).
+"""The Discord client of citebot: owns the shared machinery (answer queue, in-flight work, command sync, errors).
 
 Why dependencies come in through the constructor: the same class runs in production (`main`) and in the tests
 against the fake Discord with a stub engine; nothing here builds an engine or reads the environment.
@@ -7,10 +7,14 @@ against the fake Discord with a stub engine; nothing here builds an engine or re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import itertools
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any, Protocol
 
 import discord
@@ -18,17 +22,30 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
-from bot.discord_app.conversations import Conversations
-from bot.discord_app.errors import polite_message
+from bot.discord_app.errors import BUSY, RESTARTING, DiscordSetupError, polite_message
 from bot.discord_app.render import render_error
+from bot.errors import BusyError
 from bot.feedback import FeedbackStore
 from bot.types import Answer, DocumentRecord, Turn
 
 log = logging.getLogger("citebot.discord")
 
 MAX_CONCURRENT_ANSWERS = 4
+# Questions allowed to wait for a free answering slot; beyond this the asker is told to try again shortly.
+MAX_WAITING_ANSWERS = 32
 COOLDOWN_SECONDS = 3.0
+# Discord: "Interaction tokens are valid for 15 minutes"; work that cannot start this long before the token dies
+# is refused politely instead of answered into a dead webhook.
+INTERACTION_LIFETIME = timedelta(minutes=15)
+START_MARGIN = timedelta(minutes=2)
+NUDGE_SECONDS = 8.0
+SHUTDOWN_GRACE_SECONDS = 10.0
+# Touched while the gateway is connected, for container healthchecks (deploy/Dockerfile reads its age).
+HEARTBEAT_FILE = "discord.heartbeat"
+HEARTBEAT_SECONDS = 30.0
 NO_MENTIONS = discord.AllowedMentions.none()
+
+Farewell = Callable[[], Awaitable[None]]
 
 
 class AnswerEngine(Protocol):
@@ -48,8 +65,46 @@ def make_intents(message_content: bool) -> discord.Intents:
     return intents
 
 
+def missing_permission(channel: Any, me: Any) -> str:
+    """The first permission the bot lacks to answer in `channel`, named as in Discord's settings."""
+    try:
+        permissions = channel.permissions_for(me)
+    except (AttributeError, TypeError):  # an uncached channel or member: Discord's 403 is all we know
+        return "unknown (Discord answered 403 Missing Permissions)"
+    thread = isinstance(channel, discord.Thread)
+    send = ("send_messages_in_threads", "Send Messages in Threads") if thread else ("send_messages", "Send Messages")
+    needed = [
+        ("view_channel", "View Channel"),
+        send,
+        ("embed_links", "Embed Links"),
+        ("read_message_history", "Read Message History"),
+    ]
+    return next((label for name, label in needed if not getattr(permissions, name)), "unknown (Discord said 403)")
+
+
+def describe_channel(channel: Any) -> str:
+    """`#name (id)` for log lines."""
+    name = getattr(channel, "name", None)
+    return f"#{name} ({channel.id})" if name else f"channel {getattr(channel, 'id', '?')}"
+
+
+def command_differs(local: Any, remote: Any) -> bool:
+    """Whether Discord's copy of a command (`remote`) differs from ours in anything we set.
+
+    Why not plain equality: Discord adds fields (ids, versions) and leaves out false and empty ones, so only the
+    keys of our payload count, and an absent value equals a false or empty one.
+    """
+    if isinstance(local, dict):
+        remote = remote if isinstance(remote, dict) else {}
+        return any(command_differs(value, remote.get(key)) for key, value in local.items())
+    if isinstance(local, list):
+        remote = remote if isinstance(remote, list) else []
+        return len(local) != len(remote) or any(command_differs(a, b) for a, b in zip(local, remote, strict=True))
+    return local != remote and bool(local or remote)
+
+
 class CitebotBot(commands.AutoShardedBot):
-    """citebot on Discord: /ask, /sources, /help, mention threads and 👍/👎 feedback (see the cogs)."""
+    """citebot on Discord: /ask, /sources, /help, mentions, threads and 👍/👎 feedback (see the cogs)."""
 
     def __init__(
         self,
@@ -59,7 +114,13 @@ class CitebotBot(commands.AutoShardedBot):
         feedback: FeedbackStore,
         message_content: bool = True,
         max_concurrent_answers: int = MAX_CONCURRENT_ANSWERS,
+        max_waiting_answers: int = MAX_WAITING_ANSWERS,
         cooldown_seconds: float = COOLDOWN_SECONDS,
+        interaction_lifetime: timedelta = INTERACTION_LIFETIME,
+        start_margin: timedelta = START_MARGIN,
+        nudge_seconds: float = NUDGE_SECONDS,
+        shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
         **options: Any,
     ) -> None:
         options.setdefault("shard_count", settings.discord_shard_count)
@@ -76,11 +137,24 @@ class CitebotBot(commands.AutoShardedBot):
         self.feedback = feedback
         self.message_content = message_content
         self.cooldown_seconds = cooldown_seconds
-        self.conversations = Conversations()
+        self.interaction_lifetime = interaction_lifetime
+        self.start_margin = start_margin
+        self.nudge_seconds = nudge_seconds
+        self.shutdown_grace = shutdown_grace
+        self.heartbeat_seconds = heartbeat_seconds
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.accepting = True
         # Answering is CPU-bound and blocking: it runs in these threads, never on the event loop, so the
-        # gateway heartbeat keeps going; the semaphore bounds how many questions are answered at once.
+        # gateway heartbeat keeps going; the semaphore bounds how many questions are answered at once and
+        # `max_waiting_answers` how many may queue for a slot.
         self.answer_slots = asyncio.Semaphore(max_concurrent_answers)
+        self.max_waiting_answers = max_waiting_answers
+        self.waiting_answers = 0
         self.answer_pool = ThreadPoolExecutor(max_workers=max_concurrent_answers, thread_name_prefix="citebot-answer")
+        self._in_flight: dict[int, Farewell] = {}
+        self._job_ids = itertools.count()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
         if settings.discord_gateway_url:
             self._use_gateway(settings.discord_gateway_url)
@@ -96,7 +170,7 @@ class CitebotBot(commands.AutoShardedBot):
         self.http.get_bot_gateway = get_bot_gateway  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
-        """Load the cogs, register the persistent vote buttons and sync the slash commands."""
+        """Load the cogs, register the persistent vote buttons and sync the slash commands (once per deploy)."""
         from bot.discord_app.cogs.ask import AskCog
         from bot.discord_app.cogs.feedback import FeedbackButton, FeedbackCog
         from bot.discord_app.cogs.info import InfoCog
@@ -105,19 +179,57 @@ class CitebotBot(commands.AutoShardedBot):
         await self.add_cog(InfoCog(self))
         await self.add_cog(FeedbackCog(self))
         self.add_dynamic_items(FeedbackButton)
-        await self.sync_commands()
+        self._heartbeat = asyncio.create_task(self.beat())
+        if self.shard_ids is None or 0 in self.shard_ids:
+            await self.sync_commands()
+        else:
+            log.info("command sync is left to the process that runs shard 0")
 
     async def sync_commands(self) -> None:
-        """To the configured guild at once (global sync can take up to an hour to show), else globally."""
+        """Sync the slash commands only when Discord's copy differs from this version's.
+
+        To the configured guild (commands show at once) and then no global copy, so moving from global to guild
+        commands never shows /ask twice; else globally (it may take a while to show). A guild the bot is not in
+        (403 Missing Access) stops the start with one line.
+        """
         guild_id = self.settings.discord_guild_id
-        if guild_id is not None:
-            guild = discord.Object(guild_id)
+        guild = discord.Object(guild_id) if guild_id is not None else None
+        if guild is not None:
             self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
-            log.info("synced %d slash commands to guild %s", len(synced), guild_id)
-        else:
-            synced = await self.tree.sync()
-            log.info("synced %d slash commands globally (they may take a while to appear)", len(synced))
+        local = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        try:
+            if guild_id is None:
+                remote = await self.http.get_global_commands(self.application_id)  # type: ignore[arg-type]
+            else:
+                remote = await self.http.get_guild_commands(self.application_id, guild_id)  # type: ignore[arg-type]
+            changed = len(local) != len(remote) or any(
+                command_differs(mine, next((r for r in remote if r["name"] == mine["name"]), None)) for mine in local
+            )
+            if changed:
+                synced = await self.tree.sync(guild=guild)
+                where = f"guild {guild_id}" if guild_id is not None else "globally (they may take a while to appear)"
+                log.info("synced %d slash commands %s", len(synced), where)
+            else:
+                log.info("slash commands are up to date; not synced")
+            if guild_id is not None and await self.http.get_global_commands(self.application_id):  # type: ignore[arg-type]
+                await self.http.bulk_upsert_global_commands(self.application_id, [])  # type: ignore[arg-type]
+                log.info("removed the global copies of the commands, now synced to guild %s", guild_id)
+        except discord.Forbidden as exc:
+            if guild_id is None:
+                raise
+            raise DiscordSetupError(
+                f"citebot: cannot sync commands to CITEBOT_DISCORD_GUILD_ID={guild_id} ({exc.status} {exc.text}): "
+                "invite the bot to that server, or fix or unset the id"
+            ) from None
+
+    async def beat(self) -> None:
+        """Touch the heartbeat file every `heartbeat_seconds` while a shard of this process is connected."""
+        path = self.settings.data_dir / HEARTBEAT_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while not self.is_closed():
+            if self.is_ready() and any(not shard.is_closed() for shard in self.shards.values()):
+                await asyncio.to_thread(path.touch)
+            await asyncio.sleep(self.heartbeat_seconds)
 
     async def on_ready(self) -> None:
         log.info("connected as %s to %d guild(s), %s shard(s)", self.user, len(self.guilds), self.shard_count)
@@ -125,11 +237,49 @@ class CitebotBot(commands.AutoShardedBot):
     async def on_message(self, message: discord.Message, /) -> None:
         """Prefix commands are not used; mentions and thread follow-ups are handled by the ask cog's listener."""
 
-    async def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
-        """Ask the engine off the event loop, at most `max_concurrent_answers` at a time."""
-        async with self.answer_slots:
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Event handlers catch what they expect; anything else is a bug, logged here once with its traceback."""
+        log.exception("unexpected error in %s", event_method)
+
+    # -- answering -----------------------------------------------------------------------------------------
+
+    def busy(self) -> str | None:
+        """Why no new question can be taken now (restarting, or too many waiting), else None."""
+        if not self.accepting:
+            return RESTARTING
+        if self.waiting_answers >= self.max_waiting_answers:
+            return BUSY
+        return None
+
+    def start_by(self, interaction: discord.Interaction) -> float:
+        """The latest moment (time.time()) an answer to `interaction` may start and still reach its webhook."""
+        expires = interaction.created_at + self.interaction_lifetime - self.start_margin
+        return expires.timestamp()
+
+    def expired(self, interaction: discord.Interaction) -> bool:
+        """Whether the interaction's token is dead (Discord refuses its webhook after 15 minutes)."""
+        return discord.utils.utcnow() >= interaction.created_at + self.interaction_lifetime
+
+    async def answer(self, question: str, history: Sequence[Turn] = (), *, start_by: float | None = None) -> Answer:
+        """Ask the engine off the event loop, at most `max_concurrent_answers` at a time.
+
+        Raises BusyError when `max_waiting_answers` already wait, or when no slot frees up before `start_by`.
+        """
+        if self.waiting_answers >= self.max_waiting_answers:
+            raise BusyError("too many questions are waiting")
+        self.waiting_answers += 1
+        try:
+            timeout = None if start_by is None else max(start_by - time.time(), 0.0)
+            await asyncio.wait_for(self.answer_slots.acquire(), timeout)
+        except TimeoutError:
+            raise BusyError("no answering slot freed up in time") from None
+        finally:
+            self.waiting_answers -= 1
+        try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.answer_pool, functools.partial(self.engine.ask, question, history))
+        finally:
+            self.answer_slots.release()
 
     async def record_answer(self, answer: Answer) -> str:
         """Store the answer for feedback (SQLite, so in a thread); returns the id its vote buttons carry."""
@@ -143,20 +293,59 @@ class CitebotBot(commands.AutoShardedBot):
         channel_id = channel.parent_id if isinstance(channel, discord.Thread) else channel.id
         return channel.id in allowed or channel_id in allowed
 
+    # -- in-flight work and shutdown -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def job(self, farewell: Farewell) -> AsyncIterator[None]:
+        """Track one answer in progress; `farewell` tells its asker politely if shutdown cannot wait for it."""
+        job_id = next(self._job_ids)
+        self._in_flight[job_id] = farewell
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._in_flight.pop(job_id, None)
+            if not self._in_flight:
+                self._idle.set()
+
+    async def shutdown(self) -> None:
+        """Stop taking questions, let answers in progress finish for up to `shutdown_grace` seconds, tell the
+        askers of the others that the bot is restarting, then close the gateway."""
+        if not self.accepting:
+            return
+        self.accepting = False
+        log.info("shutting down: %d answer(s) in progress", len(self._in_flight))
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.shutdown_grace)
+        except TimeoutError:
+            unfinished = list(self._in_flight.values())
+            self._in_flight.clear()
+            log.warning("shutting down: %d answer(s) did not finish in time; telling their askers", len(unfinished))
+            await asyncio.gather(*(farewell() for farewell in unfinished), return_exceptions=True)
+        await self.close()
+
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        """The one error handler of the slash commands: a polite reply in Discord, the traceback in the log."""
+        """The one error handler of the slash commands: a polite reply in Discord, the traceback in the log.
+
+        After a public defer the reply goes into the "thinking" message (a follow-up would replace it anyway,
+        ignoring the ephemeral flag); before any response it is an ephemeral message.
+        """
         command = interaction.command.name if interaction.command else "interaction"
         message = render_error(
             polite_message(error, f"/{command} by {interaction.user.id} in {interaction.channel_id}")
         )
         try:
-            if interaction.response.is_done():
-                await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-            else:
+            if not interaction.response.is_done():
                 await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        except discord.HTTPException:
-            log.exception("could not tell the user about the failure of /%s", command)
+            elif self.expired(interaction):
+                log.warning("/%s by %s: expired before the error was shown", command, interaction.user.id)
+            else:
+                await interaction.edit_original_response(content=message, embed=None, view=None)
+        except discord.HTTPException as exc:
+            log.warning("could not tell the user about the failure of /%s: %s %s", command, exc.status, exc.text)
 
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         await super().close()
         self.answer_pool.shutdown(wait=False, cancel_futures=True)

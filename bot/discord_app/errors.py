@@ -10,11 +10,14 @@ import logging
 
 from discord import app_commands
 
-from bot.errors import CitebotError, QuestionError
+from bot.errors import BusyError, CitebotError, QuestionError, StoreError
 
 log = logging.getLogger("citebot.discord")
 
 GENERIC_FAILURE = "Sorry, something went wrong while answering; the error was logged."
+INDEX_UNAVAILABLE = "The index is unavailable right now; try again shortly."
+BUSY = "I'm answering a lot of questions right now; try again in a minute."
+RESTARTING = "I'm restarting; ask again in a minute."
 
 
 class DiscordSetupError(CitebotError):
@@ -33,6 +36,12 @@ def polite_message(error: BaseException, where: str) -> str:
     if isinstance(error, QuestionError):
         log.info("%s: refused the question: %s", where, error)
         return f"I can't answer that: {error}."
+    if isinstance(error, BusyError):
+        log.info("%s: busy: %s", where, error)
+        return BUSY
+    if isinstance(error, StoreError):
+        log.warning("%s: %s", where, error)  # one line: the store's message says which index and why
+        return INDEX_UNAVAILABLE
     if isinstance(error, app_commands.CheckFailure):
         return "You can't use this command here."
     log.error("%s failed: %s: %s", where, type(error).__name__, error, exc_info=error)

@@ -28,11 +28,15 @@ THREAD_NAME_LIMIT = 100
 
 ELLIPSIS = "…"
 ANSWER_COLOUR = discord.Colour.blurple()
+CLOSEST_COLOUR = discord.Colour.gold()
 ABSTAIN_COLOUR = discord.Colour.orange()
 ABSTAIN_TITLE = "The corpus doesn't say"
+CLOSEST_NOTE = "Closest passage, not a direct answer"
 # A short answer text keeps the embed useful even when citations eat most of the 6000-character budget.
 _MIN_DESCRIPTION = 1000
 _MENTION = re.compile(r"<@[!&]?\d+>")
+_ESCAPED = re.compile(r"\\([\\*_`~|>#\-\[\]()<:])")
+_MISSING = re.compile(r"^The corpus doesn't say \((.+)\)\.?$", re.DOTALL)
 
 
 def shorten(text: str, limit: int) -> str:
@@ -47,6 +51,11 @@ def shorten(text: str, limit: int) -> str:
 def clean(text: str) -> str:
     """Neutralise markdown and mentions in untrusted text (corpus quotes, titles, questions)."""
     return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+def unclean(text: str) -> str:
+    """`clean` undone, as far as it can be: what a user typed, read back from an embed the bot rendered."""
+    return _ESCAPED.sub(r"\1", text.replace("\u200b", ""))
 
 
 def _blockquote(text: str) -> str:
@@ -80,18 +89,36 @@ def embed_length(embed: discord.Embed) -> int:
 
 
 def render_answer(answer: Answer) -> discord.Embed:
-    """One embed: the answer with [n] markers, one field per citation, the note in the footer."""
-    if answer.abstained:
-        title, colour = ABSTAIN_TITLE, ABSTAIN_COLOUR
+    """One embed per answer, its support tier visible at a glance.
+
+    `answered`: the question as title. `closest`: the question as title too, another colour, and the footer
+    says the quotes are the closest passages, not an answer. `none`: "The corpus doesn't say" as title, what is
+    missing (when the answer says) as text, and the question above it as the author line. The confidence and
+    the note go in the footer. Either way the question is in the embed, so a follow-up can be rebuilt from the
+    message alone (`embed_question`).
+    """
+    question = shorten(clean(" ".join(answer.question.split())) or "Answer", TITLE_LIMIT)
+    text = answer.text.strip()
+    author = ""
+    if answer.support == "none":
+        title, colour, author = ABSTAIN_TITLE, ABSTAIN_COLOUR, question
+        missing = _MISSING.match(text)
+        if missing:
+            text = missing[1][:1].upper() + missing[1][1:] + "."
+        elif text.rstrip(".") == ABSTAIN_TITLE:
+            text = "Nothing in the indexed documents answers it."
     else:
-        title, colour = shorten(clean(" ".join(answer.question.split())) or "Answer", TITLE_LIMIT), ANSWER_COLOUR
-    footer = shorten(clean(answer.note), FOOTER_LIMIT) if answer.note else ""
-    description = shorten(clean(answer.text.strip()) or "(no answer text)", DESCRIPTION_LIMIT)
+        title, colour = question, CLOSEST_COLOUR if answer.support == "closest" else ANSWER_COLOUR
+    notes = [CLOSEST_NOTE] if answer.support == "closest" else []
+    notes += [answer.note] if answer.note else []
+    notes.append(f"confidence {answer.confidence:.0%}")
+    footer = shorten(clean(" · ".join(notes)), FOOTER_LIMIT)
+    description = shorten(clean(text) or "(no answer text)", DESCRIPTION_LIMIT)
 
     citations = list(answer.citations)
     shown = citations if len(citations) <= FIELD_COUNT_LIMIT else citations[: FIELD_COUNT_LIMIT - 1]
     fields = [citation_field(citation) for citation in shown]
-    fixed = len(title) + len(footer) + 60  # 60: room for the "more citations" field
+    fixed = len(title) + len(author) + len(footer) + 60  # 60: room for the "more citations" field
 
     # Fit the 6000 total: first shorten the answer down to a floor, then the quotes, then drop citations.
     def total() -> int:
@@ -114,9 +141,20 @@ def render_answer(answer: Answer) -> discord.Embed:
     hidden = len(citations) - len(fields)
     if hidden:
         embed.add_field(name="More citations", value=f"+{hidden} more not shown", inline=False)
-    if footer:
-        embed.set_footer(text=footer)
+    if author:
+        embed.set_author(name=author)
+    embed.set_footer(text=footer)
     return embed
+
+
+def embed_question(embed: discord.Embed) -> str:
+    """The question an answer embed was rendered for (see `render_answer`), as the user typed it."""
+    return unclean(embed.author.name or embed.title or "")
+
+
+def embed_answer(embed: discord.Embed) -> str:
+    """The answer text of an answer embed."""
+    return unclean(embed.description or "")
 
 
 def render_error(message: str) -> str:
@@ -174,7 +212,8 @@ def render_help() -> discord.Embed:
     text = (
         "I answer questions from the indexed documents and quote the passages I used, verbatim, with [n] markers.\n"
         "• `/ask question:` — ask a question; the answer cites its sources.\n"
-        "• Mention me in a channel — I answer in a new thread; reply in that thread for follow-ups.\n"
+        "• Mention me in a channel — I answer in a new thread, where your follow-ups need no mention; elsewhere, "
+        "mention me or reply to one of my answers.\n"
         "• `/sources` — list the indexed documents.\n"
         "• 👍 / 👎 under an answer — tell us whether it helped; votes improve the evaluation set.\n"
         "When the documents do not say, I say so instead of guessing."

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bot.discord_app.bot import CitebotBot
 
 THANKS = "Thanks for the feedback"
-UNKNOWN_ANSWER = "Thanks, but I no longer know that answer, so the vote was not recorded."
+UNKNOWN_ANSWER = "Sorry, I no longer know that answer, so the vote was not recorded."
 _LABELS = {"up": "👍", "down": "👎"}
 
 
@@ -45,13 +45,25 @@ class FeedbackButton(
         return cls(cast(Literal["up", "down"], match["vote"]), match["answer_id"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Thank the voter at once (Discord allows 3 s), then write the vote; say so if it could not be kept."""
         bot = cast("CitebotBot", interaction.client)
+        await interaction.response.send_message(THANKS, ephemeral=True)
+        where = f"vote by {interaction.user.id} on {self.answer_id}"
         try:
-            stored = await asyncio.to_thread(bot.feedback.record_vote, self.answer_id, interaction.user.id, self.vote)
-            reply = THANKS if stored else UNKNOWN_ANSWER
+            stored = await asyncio.to_thread(
+                bot.feedback.record_vote,
+                self.answer_id,
+                interaction.user.id,
+                self.vote,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                message_id=interaction.message.id if interaction.message is not None else None,
+            )
+            problem = None if stored else UNKNOWN_ANSWER
         except Exception as exc:
-            reply = render_error(polite_message(exc, f"vote by {interaction.user.id} on {self.answer_id}"))
-        await interaction.response.send_message(reply, ephemeral=True)
+            problem = render_error(polite_message(exc, where))
+        if problem is not None:
+            await interaction.followup.send(problem, ephemeral=True)
 
 
 def feedback_view(answer_id: str) -> discord.ui.View:

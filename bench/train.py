@@ -1,0 +1,367 @@
+"""Train the extractive answerer's sentence ranker and confidence model: `python -m bench train`.
+
+Data (development data only; SQuAD's held-out half is never read):
+- SQuAD v1.1 and v2.0 (half) development split: even articles. A sentence is positive when it contains a gold
+  answer; v2.0's unanswerable questions have none.
+- The seed question sets `tests/data/devset.jsonl` and `tests/data/natural_dev.jsonl`: a sentence is positive
+  when it contains an evidence string; follow-ups are read both alone and with the previous question folded in,
+  as the engine reads them.
+
+Each question is retrieved with the engine (k = 5) and every candidate sentence gets the answerer's own features
+(`bot.answering.sentences`), so training sees exactly what answering sees. A quarter of the SQuAD articles and a
+third of the seed questions are held aside: the ranker and the confidence model learn on the rest, Platt scaling
+maps the confidence model's output to a probability on the held-aside part, and the decision thresholds are
+chosen there and on the seed questions. Everything is seeded and single-threaded, so a rerun writes the same
+files (`bot/answering/model/`).
+
+    python -m bench train [-- --workdir DIR --limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import pickle
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import PROJECT_ROOT, SEED_CORPUS
+from bench.squad import DATA, index_folder, write_articles
+from bot.answering.scorer import (
+    CONFIDENCE_FEATURES,
+    CONFIDENCE_FILE,
+    META_FILE,
+    MODEL_DIR,
+    RANKER_FILE,
+    confidence_row,
+)
+from bot.answering.sentences import CATEGORICAL, FEATURES, candidates
+from bot.engine import Engine, readings
+from bot.evaluation import load_cases
+from bot.keyword import words
+from bot.types import Turn, embedding_text
+
+SEED_SETS = (PROJECT_ROOT / "tests" / "data" / "devset.jsonl", PROJECT_ROOT / "tests" / "data" / "natural_dev.jsonl")
+# The seed questions are what citebot is for; SQuAD is many times larger, so each seed question counts this much.
+SEED_WEIGHT = 8.0
+SEED = 7
+
+RANKER_PARAMS = {
+    "objective": "lambdarank",
+    "metric": "ndcg",
+    "eval_at": [1],
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "num_threads": 1,
+    "deterministic": True,
+    "force_row_wise": True,
+    "seed": SEED,
+    "verbosity": -1,
+}
+RANKER_ROUNDS = 300
+CONFIDENCE_PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 7,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "lambda_l2": 5.0,
+    "num_threads": 1,
+    "deterministic": True,
+    "force_row_wise": True,
+    "seed": SEED,
+    "verbosity": -1,
+}
+CONFIDENCE_ROUNDS = 200
+FOLDS = 4
+
+
+Item = tuple[str, tuple[Turn, ...], Sequence[str], bool, bool]  # question, history, gold, answerable, held aside
+
+
+@dataclass
+class Group:
+    """One question as the answerer sees it: candidate feature rows and which candidates answer."""
+
+    source: str
+    question: str
+    features: np.ndarray
+    labels: np.ndarray
+    answerable: bool
+    held_aside: bool
+    weight: float = 1.0
+    quotes: list[str] = field(default_factory=list)
+
+
+def _stable_fraction(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def collect(engine: Engine, items: Iterable[Item], source: str) -> list[Group]:
+    """Groups for (question, history, gold strings, answerable, held aside) items, every reading of each."""
+    answerer = engine.extractive
+    snapshot = engine.searcher.snapshot()
+    # Embed every sentence and every word of the corpus in large batches first: the same vectors the answerer
+    # would compute question by question, much faster.
+    for begin in range(0, len(snapshot.chunks), 256):
+        answerer.vectors.get(snapshot.chunks[begin : begin + 256], snapshot.sentences)
+    answerer.grounding.prime(word for chunk in snapshot.chunks for word in words(embedding_text(chunk)))
+    groups = []
+    for text, history, gold, answerable, held_aside in items:
+        for question in readings(text, history, engine.settings.top_k):
+            if question.more:
+                continue
+            retrieval = engine.retrieve(question, engine.settings.top_k)
+            grounding = answerer.grounding.check(question, retrieval.hits, retrieval.snapshot.keyword)
+            sentences = answerer.vectors.get([hit.chunk for hit in retrieval.hits], retrieval.snapshot.sentences)
+            found = candidates(question, retrieval.hits, sentences, retrieval.snapshot.keyword, grounding)
+            if not found:
+                continue
+            labels = np.asarray([answerable and any(g in c.quote for g in gold) for c in found], dtype=np.float32)
+            groups.append(
+                Group(
+                    source,
+                    question.search_text,
+                    np.stack([c.features for c in found]),
+                    labels,
+                    answerable,
+                    held_aside,
+                    quotes=[c.quote for c in found],
+                )
+            )
+    return groups
+
+
+def squad_items(dataset: Path, corpus: Path) -> list[Item]:
+    questions = write_articles(dataset, "dev", corpus)
+    items: list[Item] = []
+    for question in questions:
+        article = int(question.source.split("-", 1)[0])
+        items.append((question.question, (), question.answers, not question.impossible, article % 8 == 6))
+    return items
+
+
+def seed_items() -> list[Item]:
+    items: list[Item] = []
+    for path in SEED_SETS:
+        for case in load_cases(path):
+            held = _stable_fraction(case.question + path.name) < 1 / 3
+            items.append((case.question, case.history, case.evidence, not case.unanswerable, held))
+    return items
+
+
+def build_groups(workdir: Path, limit: int | None) -> list[Group]:
+    """Every source's groups, each cached in `workdir` (delete `<source>.pickle` to collect it again)."""
+    groups: list[Group] = []
+    for source in ("seed", "squad1", "squad2"):
+        cache = workdir / f"{source}.pickle"
+        if cache.exists():
+            with cache.open("rb") as handle:
+                groups += pickle.load(handle)
+            continue
+        started = time.perf_counter()
+        if source == "seed":
+            engine = index_folder(SEED_CORPUS, workdir / "seed", warm=False)
+            found = collect(engine, seed_items(), source)
+            for group in found:
+                group.weight = SEED_WEIGHT
+        else:
+            dataset = DATA / ("dev-v1.1.json" if source == "squad1" else "dev-v2.0-half.json")
+            corpus = workdir / source / "corpus"
+            corpus.mkdir(parents=True, exist_ok=True)
+            items = squad_items(dataset, corpus)
+            if limit:
+                items = items[:: max(1, len(items) // limit)]
+            engine = index_folder(corpus, workdir / source / "data", warm=False)
+            print(f"  {source}: indexed in {time.perf_counter() - started:.0f} s; collecting {len(items)} questions")
+            found = collect(engine, items, source)
+        print(f"  {source}: {len(found)} question readings in {time.perf_counter() - started:.0f} s")
+        with cache.open("wb") as handle:
+            pickle.dump(found, handle)
+        groups += found
+    return groups
+
+
+# -- training -----------------------------------------------------------------------------------------------------
+
+
+def _lgb() -> object:
+    import lightgbm
+
+    return lightgbm
+
+
+def train_ranker(groups: Sequence[Group]) -> object:
+    lightgbm = _lgb()
+    ranked = [g for g in groups if g.labels.any() and len(g.labels) > 1]
+    data = lightgbm.Dataset(  # type: ignore[attr-defined]
+        np.concatenate([g.features for g in ranked]),
+        label=np.concatenate([g.labels for g in ranked]),
+        group=[len(g.labels) for g in ranked],
+        weight=np.concatenate([np.full(len(g.labels), g.weight) for g in ranked]),
+        feature_name=list(FEATURES),
+        categorical_feature=list(CATEGORICAL),
+        free_raw_data=False,
+    )
+    return lightgbm.train(RANKER_PARAMS, data, num_boost_round=RANKER_ROUNDS)  # type: ignore[attr-defined]
+
+
+def cross_fitted_scores(groups: Sequence[Group]) -> list[np.ndarray]:
+    """Ranker scores for every group from a ranker that did not train on it (k-fold), for the confidence model."""
+    folds = [int(_stable_fraction(g.source + g.question) * FOLDS) for g in groups]
+    scores: list[np.ndarray] = [np.zeros(0)] * len(groups)
+    for fold in range(FOLDS):
+        model = train_ranker([g for g, f in zip(groups, folds, strict=True) if f != fold])
+        for index, (group, f) in enumerate(zip(groups, folds, strict=True)):
+            if f == fold:
+                scores[index] = np.asarray(model.predict(group.features, num_threads=1))  # type: ignore[attr-defined]
+    return scores
+
+
+def confidence_rows(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.stack([confidence_row(g.features, s) for g, s in zip(groups, scores, strict=True)])
+    labels = np.asarray([g.labels[int(np.argmax(s))] for g, s in zip(groups, scores, strict=True)], dtype=np.float32)
+    return rows, labels
+
+
+def train_confidence(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> object:
+    lightgbm = _lgb()
+    rows, labels = confidence_rows(groups, scores)
+    data = lightgbm.Dataset(  # type: ignore[attr-defined]
+        rows,
+        label=labels,
+        weight=np.asarray([g.weight for g in groups]),
+        feature_name=list(CONFIDENCE_FEATURES),
+        categorical_feature=list(CATEGORICAL),
+        free_raw_data=False,
+    )
+    return lightgbm.train(CONFIDENCE_PARAMS, data, num_boost_round=CONFIDENCE_ROUNDS)  # type: ignore[attr-defined]
+
+
+def fit_platt(raw: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of the logistic map raw score -> probability, by weighted Newton steps."""
+    slope, intercept = 1.0, 0.0
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(slope * raw + intercept)))
+        gradient = np.asarray([np.sum(weights * (p - labels) * raw), np.sum(weights * (p - labels))])
+        w = weights * p * (1 - p)
+        hessian = np.asarray([[np.sum(w * raw * raw), np.sum(w * raw)], [np.sum(w * raw), np.sum(w)]])
+        hessian += np.eye(2) * 1e-6
+        step = np.linalg.solve(hessian, gradient)
+        slope, intercept = slope - float(step[0]), intercept - float(step[1])
+        if np.abs(step).max() < 1e-9:
+            break
+    return slope, intercept
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for low, high in itertools.pairwise(edges):
+        inside = (probabilities >= low) & (probabilities < high if high < 1 else probabilities <= high)
+        if inside.any():
+            total += inside.sum() * abs(probabilities[inside].mean() - labels[inside].mean())
+    return total / max(1, len(labels))
+
+
+def top1(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> float:
+    answerable = [(g, s) for g, s in zip(groups, scores, strict=True) if g.labels.any()]
+    return sum(g.labels[int(np.argmax(s))] for g, s in answerable) / max(1, len(answerable))
+
+
+def choose_thresholds(groups: Sequence[Group], probabilities: np.ndarray) -> dict[str, float]:
+    """On the seed questions: the lowest `answer` level at which at most 10 % of the unanswerable questions would
+    be answered; `relevant`, the passage similarity below which nothing is on topic, keeps answerable questions
+    out of `none` (at most 2 % of them)."""
+    seed = [i for i, g in enumerate(groups) if g.source == "seed"]
+    unanswerable = sorted(probabilities[i] for i in seed if not groups[i].answerable)
+    cut = unanswerable[int(np.floor(0.9 * len(unanswerable)))] if unanswerable else 0.5
+    answer = float(min(0.9, max(0.3, cut + 1e-6)))
+    column = FEATURES.index("passage_similarity")
+    similarities = sorted(
+        float(groups[i].features[:, column].max()) for i in seed if groups[i].answerable and groups[i].labels.any()
+    )
+    relevant = similarities[int(0.02 * len(similarities))] - 0.01 if similarities else 0.2
+    return {"answer": round(answer, 4), "relevant": round(float(relevant), 4)}
+
+
+def report(name: str, groups: Sequence[Group], scores: Sequence[np.ndarray], probabilities: np.ndarray) -> None:
+    labels = np.asarray([g.labels[int(np.argmax(s))] for g, s in zip(groups, scores, strict=True)])
+    print(
+        f"  {name:28s} {len(groups):5d} questions  top-1 {top1(groups, scores):.3f}  "
+        f"ECE {expected_calibration_error(probabilities, labels):.3f}"
+    )
+
+
+def train(workdir: Path, limit: int | None, out: Path) -> None:
+    started = time.perf_counter()
+    groups = build_groups(workdir, limit)
+    print(f"{len(groups)} question readings collected in {time.perf_counter() - started:.0f} s")
+    training = [g for g in groups if not g.held_aside]
+    aside = [g for g in groups if g.held_aside]
+    ranker = train_ranker(training)
+    crossed = cross_fitted_scores(training)
+    confidence = train_confidence(training, crossed)
+    aside_scores = [np.asarray(ranker.predict(g.features, num_threads=1)) for g in aside]  # type: ignore[attr-defined]
+    rows, labels = confidence_rows(aside, aside_scores)
+    raw = np.asarray(confidence.predict(rows, raw_score=True, num_threads=1))  # type: ignore[attr-defined]
+    slope, intercept = fit_platt(raw, labels, np.asarray([g.weight for g in aside]))
+    probabilities = 1.0 / (1.0 + np.exp(-(slope * raw + intercept)))
+
+    every_scores = [np.asarray(ranker.predict(g.features, num_threads=1)) for g in groups]  # type: ignore[attr-defined]
+    every_rows, _ = confidence_rows(groups, every_scores)
+    every_raw = np.asarray(confidence.predict(every_rows, raw_score=True, num_threads=1))  # type: ignore[attr-defined]
+    thresholds = choose_thresholds(groups, 1.0 / (1.0 + np.exp(-(slope * every_raw + intercept))))
+
+    print("held-aside development questions (not trained on):")
+    for source in ("seed", "squad1", "squad2"):
+        picked = [i for i, g in enumerate(aside) if g.source == source]
+        report(source, [aside[i] for i in picked], [aside_scores[i] for i in picked], probabilities[picked])
+    print(f"thresholds: {thresholds}; Platt slope {slope:.3f}, intercept {intercept:.3f}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    ranker.save_model(str(out / RANKER_FILE))  # type: ignore[attr-defined]
+    confidence.save_model(str(out / CONFIDENCE_FILE))  # type: ignore[attr-defined]
+    meta = {
+        "features": list(FEATURES),
+        "platt": [round(slope, 6), round(intercept, 6)],
+        "thresholds": thresholds,
+        "trained_on": {
+            source: sum(1 for g in training if g.source == source) for source in ("seed", "squad1", "squad2")
+        },
+        "held_aside": {source: sum(1 for g in aside if g.source == source) for source in ("seed", "squad1", "squad2")},
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out} in {time.perf_counter() - started:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.train")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep indexes and features here (default: temp)")
+    parser.add_argument("--limit", type=int, default=None, help="use about this many questions of each SQuAD file")
+    parser.add_argument("--out", type=Path, default=MODEL_DIR, help="where to write the model files")
+    args = parser.parse_args()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        train(args.workdir, args.limit, args.out)
+        return
+    with tempfile.TemporaryDirectory(prefix="citebot-train-") as scratch:
+        train(Path(scratch), args.limit, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Grounding: which parts of the question the retrieved passages never mention.
+
+A question whose key term appears nowhere in what was found ("Which *airline* did Bessent fly to Seoul?") cannot be
+answered by those passages, however close they are in meaning. A term counts as mentioned when a passage uses it
+(same stem) or a word close to it in meaning: "Scandinavian capital" is grounded by "The Swedish capital".
+
+What makes a missing term *salient* (able to cap the answer at `closest` on its own): a name or a number, or a word
+that is rare in general English. Common words ("guy", "stuff", "happen") are paraphrase material, not facts; their
+absence is left to the learned confidence, which sees the share of the question's weight that is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from bot.embeddings import Embedder
+from bot.keyword import STOP_WORDS, KeywordIndex, stem, words
+from bot.types import Question, ScoredChunk
+
+# Words that shape a question rather than name what it asks about; never reported as missing.
+QUESTION_SCAFFOLD = frozenset(
+    """actually also anything basically big biggest briefly currently deal detail details different do does exactly
+    explain fact facts get go going got guy guys happen happened happening happens idea important info information
+    item kind know lot main mean meaning means mention mentioned mentions more most much need needs new news next
+    number part point points purpose real really reason reasons role say sort specifically stand stuff summary
+    summarise summarize talk talked talking thing things think type way ways whole work works yeah ok okay please
+    tell told quick quickly short overall exact main key some someone something somebody""".split()
+)
+
+# cosine of two single-word MiniLM vectors above which a question word counts as paraphrased in the passages
+SIMILAR_WORD = 0.6
+# general-English Zipf frequency below which a missing word is salient (5 ~ once per 100k words: "guy", "special")
+RARE_ZIPF = 4.6
+_WORD_CACHE_SIZE = 50_000
+_NUMBER = re.compile(r"^\d[\d,.]*$")
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What the passages do not mention: `missing` are the question's words found nowhere (nor any close word),
+    `salient` the subset that is a name, a number or a rare word; the weights are shares of the question's idf."""
+
+    missing: tuple[str, ...] = ()
+    salient: tuple[str, ...] = ()
+    missing_weight: float = 0.0
+    unmatched_weight: float = 0.0  # before the meaning check: the share of weight whose stem no passage uses
+
+    @property
+    def grounded(self) -> bool:
+        return not self.salient
+
+
+@lru_cache(maxsize=1)
+def _zipf() -> object:
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency
+
+
+def zipf(word: str) -> float:
+    """How common `word` is in English, on the Zipf scale (0 unknown ... 7 "the")."""
+    return float(_zipf()(word, "en"))  # type: ignore[operator]
+
+
+class GroundingChecker:
+    """Checks questions against passages; single-word vectors are cached, so popular words are embedded once."""
+
+    def __init__(self, embedder: Embedder | None = None, similar_word: float = SIMILAR_WORD) -> None:
+        self._embedder = embedder
+        self.similar_word = similar_word
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        zipf("warm")
+
+    def prime(self, vocabulary: Iterable[str], batch: int = 512) -> None:
+        """Embed these words now (in large batches), so questions about them need no word embedding."""
+        if self._embedder is None:
+            return
+        candidates = _content(set(vocabulary))
+        for begin in range(0, len(candidates), batch):
+            self._word_vectors(candidates[begin : begin + batch])
+
+    def check(self, question: Question, hits: Sequence[ScoredChunk], keyword: KeywordIndex) -> Grounding:
+        asked = _question_words(question.text)
+        if not asked:
+            return Grounding()
+        passage_words: set[str] = set()
+        for hit in hits:
+            for text in (hit.chunk.text, hit.chunk.title, hit.chunk.heading):
+                passage_words.update(words(text))
+        passage_stems = {stem(word) for word in passage_words}
+        context_stems = set(question.context_terms)
+        weights = {word: keyword.idf(stem(word)) for word, _ in asked}
+        total = sum(weights.values()) or 1.0
+        unmatched = [(word, shape) for word, shape in asked if stem(word) not in passage_stems | context_stems]
+        if not unmatched:
+            return Grounding()
+        close = self._close_words([word for word, _ in unmatched], _content(passage_words))
+        missing = [(word, shape) for word, shape in unmatched if word not in close]
+        salient = tuple(word for word, shape in missing if shape or zipf(word) < RARE_ZIPF)
+        return Grounding(
+            missing=tuple(word for word, _ in missing),
+            salient=salient,
+            missing_weight=sum(weights[word] for word, _ in missing) / total,
+            unmatched_weight=sum(weights[word] for word, _ in unmatched) / total,
+        )
+
+    def _close_words(self, asked: list[str], candidates: list[str]) -> set[str]:
+        """The asked words that some candidate word is close to in meaning."""
+        if self._embedder is None or not candidates:
+            return set()
+        vectors = self._word_vectors(asked + candidates)
+        asked_vectors = np.stack([vectors[word] for word in asked])
+        candidate_vectors = np.stack([vectors[word] for word in candidates])
+        best = (asked_vectors @ candidate_vectors.T).max(axis=1)
+        return {word for word, score in zip(asked, best, strict=True) if score >= self.similar_word}
+
+    def _word_vectors(self, needed: Iterable[str]) -> dict[str, np.ndarray]:
+        assert self._embedder is not None
+        needed = list(dict.fromkeys(needed))
+        with self._lock:
+            missing = [word for word in needed if word not in self._vectors]
+        if missing:
+            fresh = self._embedder.embed_documents(missing)
+            with self._lock:
+                for word, vector in zip(missing, fresh, strict=True):
+                    self._vectors[word] = vector
+                while len(self._vectors) > _WORD_CACHE_SIZE:
+                    self._vectors.popitem(last=False)
+        with self._lock:
+            found = {}
+            for word in needed:
+                self._vectors.move_to_end(word)
+                found[word] = self._vectors[word]
+            return found
+
+
+def _question_words(text: str) -> list[tuple[str, bool]]:
+    """The question's content words, each with whether its shape makes it salient (a name or a number)."""
+    found: dict[str, bool] = {}
+    tokens = re.findall(r"[^\W_]+(?:['’][^\W_]+)?", text)
+    for index, token in enumerate(tokens):
+        word = token.lower().replace("’", "'")
+        if word.endswith("'s"):
+            word = word[:-2]
+        if word in STOP_WORDS or word in QUESTION_SCAFFOLD or (len(word) < 3 and not word.isdigit()):
+            continue
+        name = index > 0 and token[:1].isupper() and not token.isupper()
+        found[word] = found.get(word, False) or name or bool(_NUMBER.match(word))
+    return list(found.items())
+
+
+def _content(passage_words: set[str]) -> list[str]:
+    return sorted(word for word in passage_words if word not in STOP_WORDS and len(word) > 2 and not word.isdigit())
+
+
+def describe_missing(words_: Sequence[str], question: str) -> str:
+    """ "airline" asked as "Which airline ..." -> "an airline"; names and plurals stay as they are."""
+    if not words_:
+        return ""
+    phrases = []
+    for word in words_[:2]:
+        match = re.search(rf"\b(\w+)\s+{re.escape(word)}\b", question, re.IGNORECASE)
+        before = match.group(1).lower() if match else ""
+        original = re.search(rf"\b{re.escape(word)}\b", question, re.IGNORECASE)
+        shown = original.group(0) if original else word
+        if shown[:1].isupper() or word.endswith("s") or word.isdigit() or before not in {"which", "what", "a", "an"}:
+            phrases.append(f"“{shown}”" if not shown[:1].isupper() and not word.isdigit() else shown)
+        else:
+            phrases.append(("an " if word[0] in "aeiou" else "a ") + shown)
+    return " or ".join(phrases)

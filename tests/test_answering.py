@@ -1,0 +1,182 @@
+"""The extractive answerer's parts: grounding, candidate features, the referent of a leading pronoun, readings of a
+follow-up, and answers that respect k, never repeat a sentence, and go on with "tell me more"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.answering.extractive import referent, with_referent
+from bot.answering.grounding import GroundingChecker, describe_missing
+from bot.answering.sentences import FEATURES, Candidate, candidates, embed_sentences, offers_answer_type
+from bot.config import Settings
+from bot.embeddings import HashingEmbedder
+from bot.engine import Engine, readings
+from bot.keyword import KeywordIndex, terms
+from bot.types import Chunk, Question, ScoredChunk, Turn
+from ingest.pipeline import IngestPipeline
+from tests.conftest import SEED_CORPUS
+
+SEOUL = (SEED_CORPUS / "china-sends-he-lifeng-to-seoul.txt").read_text(encoding="utf-8")
+
+
+def chunk_of(text: str, heading: str = "", title: str = "China sends He Lifeng to Seoul") -> ScoredChunk:
+    start = SEOUL.index(text)
+    chunk = Chunk(
+        id=f"c{start}", doc_id="seoul", text=text, title=title, start=start, end=start + len(text), heading=heading
+    )
+    return ScoredChunk(chunk=chunk, score=1.0, similarity=0.5, source="corpus/seoul.txt")
+
+
+def question(text: str, history: tuple[Turn, ...] = ()) -> Question:
+    return Question(text, text, tuple(terms(text)), history=history)
+
+
+# -- grounding ----------------------------------------------------------------------------------------------------
+
+
+def test_a_salient_term_no_passage_mentions_is_missing() -> None:
+    hits = [
+        chunk_of(
+            "Because Seoul works as neutral staging ground and a practical stop on the way to the Beijing summit."
+        ),
+        chunk_of("Bessent said he would stop there before continuing on to Beijing"),
+    ]
+    keyword = KeywordIndex.from_texts([hit.chunk.text for hit in hits])
+    asked = question("Which airline did Bessent fly to Seoul?")
+    grounding = GroundingChecker(HashingEmbedder()).check(asked, hits, keyword)
+    assert "airline" in grounding.salient and not grounding.grounded
+    assert "seoul" not in grounding.missing  # the passage says it
+    assert describe_missing(grounding.salient, asked.text) == "an airline"
+
+
+def test_common_words_and_words_the_passages_use_are_not_salient() -> None:
+    hits = [chunk_of("He is Beijing’s top economic negotiator for this relationship.", heading="Why send He Lifeng?")]
+    keyword = KeywordIndex.from_texts([hit.chunk.text for hit in hits])
+    grounding = GroundingChecker(HashingEmbedder()).check(
+        question("what's the deal with that guy Lifeng?"), hits, keyword
+    )
+    assert grounding.grounded  # "deal" is scaffolding, "guy" is common English, "Lifeng" is in the heading
+
+
+def test_names_and_numbers_are_salient_however_common() -> None:
+    hits = [chunk_of("China said Vice Premier He Lifeng will lead its delegation on May 12-13, and Scott Bessent")]
+    keyword = KeywordIndex.from_texts([hit.chunk.text for hit in hits])
+    grounding = GroundingChecker(HashingEmbedder()).check(question("Did Bessent meet Kishida in 2024?"), hits, keyword)
+    assert set(grounding.salient) == {"kishida", "2024"}
+    assert describe_missing(grounding.salient, "Did Bessent meet Kishida in 2024?") == "Kishida or 2024"
+
+
+# -- candidates -----------------------------------------------------------------------------------------------------
+
+
+def test_every_quotable_sentence_is_a_candidate_with_verbatim_offsets() -> None:
+    text = SEOUL[SEOUL.index("### Why send He Lifeng?") : SEOUL.index("(usnews.com)") + len("(usnews.com)")]
+    hit = chunk_of(text, heading="Why send He Lifeng?")
+    embedder = HashingEmbedder()
+    asked = question("How important is He Lifeng?")
+    asked = Question(asked.text, asked.search_text, asked.terms, vector=embedder.embed_query(asked.text))
+    sentences = embed_sentences([hit.chunk], embedder)
+    keyword = KeywordIndex.from_texts([text])
+    found = candidates(asked, [hit], sentences, keyword, GroundingChecker().check(asked, [hit], keyword))
+    assert [c.quote for c in found] == [
+        "He is Beijing’s top economic negotiator for this relationship.",
+        SEOUL[SEOUL.index("He also sits") : SEOUL.index("technical chatter.") + len("technical chatter.")],
+        SEOUL[SEOUL.index("When China sends He") : SEOUL.index("in advance.") + len("in advance.")],
+    ]
+    for c in found:
+        assert SEOUL[c.start : c.end] == c.quote
+        assert c.features.shape == (len(FEATURES),)
+    assert found[1].previous == found[0].quote
+    assert found[0].features[FEATURES.index("pronoun")] == 1.0
+    assert found[0].features[FEATURES.index("after_heading")] == 1.0
+
+
+def test_answer_types() -> None:
+    assert offers_answer_type(question("When will they meet?"), "They meet on May 12-13.") == 1
+    assert offers_answer_type(question("When will they meet?"), "They meet in Seoul.") == -1
+    assert offers_answer_type(question("How many cities hosted talks?"), "Four cities hosted talks.") == 1
+    assert offers_answer_type(question("Why Seoul?"), "Because it is neutral.") == 0
+
+
+# -- the answer text ------------------------------------------------------------------------------------------------
+
+
+def candidate(quote: str, previous: str = "", heading: str = "", title: str = "") -> Candidate:
+    hit = chunk_of(quote, heading=heading, title=title)
+    return Candidate(hit, 0, 0, hit.chunk.start, hit.chunk.end, quote, previous, np.zeros(len(FEATURES)))
+
+
+def test_a_leading_he_names_its_referent_in_the_text_only() -> None:
+    he = candidate("He is Beijing’s top economic negotiator for this relationship.", heading="Why send He Lifeng?")
+    assert referent(he) == "He Lifeng"
+    assert with_referent(he) == "He [He Lifeng] is Beijing’s top economic negotiator for this relationship."
+    assert he.quote.startswith("He is")  # the quote itself stays verbatim
+    nobody = candidate(
+        "Because Seoul works as neutral staging ground and a practical stop on the way to the Beijing summit."
+    )
+    assert referent(nobody) == "" and with_referent(nobody) == nobody.quote
+
+
+# -- readings of a question in its conversation ----------------------------------------------------------------------
+
+
+def test_a_follow_up_is_read_alone_and_with_the_previous_question() -> None:
+    history = (Turn("Who leads China's delegation in Seoul?"),)
+    alone, folded = readings("and who leads the U.S. side?", history)
+    assert alone.search_text == "and who leads the U.S. side?"
+    assert folded.search_text.startswith("Who leads China's delegation") and "china" in folded.context_terms
+    assert readings("why Seoul?") == (question("why Seoul?"),)
+
+
+@pytest.mark.parametrize("more", ["tell me more", "Go on.", "what else?", "anything else", "more please"])
+def test_tell_me_more_continues_the_previous_question(more: str) -> None:
+    history = (Turn("why Seoul?", "Because ... [1].", (("seoul", 1503),)), Turn("tell me more"))
+    (reading,) = readings(more, history)
+    assert reading.more and reading.search_text == "why Seoul?"
+
+
+# -- through the engine (hashing embedder: fast, no model) -----------------------------------------------------------
+
+
+@pytest.fixture
+def engine(settings: Settings, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    monkeypatch.chdir(corpus.parent)
+    built = Engine(settings)
+    IngestPipeline(built.store, built.embedder).run([Path("corpus")])
+    return built
+
+
+def test_k_bounds_the_citations_shown(engine: Engine) -> None:
+    for k in (1, 2, 3):
+        answer = engine.ask("What did Bessent praise in Davos, and where did the talks begin?", k=k)
+        assert len(answer.citations) <= k
+
+
+def test_no_sentence_is_quoted_twice_and_more_goes_on(engine: Engine) -> None:
+    first = engine.ask("Why does Bessent matter here?")
+    quotes = [c.quote for c in first.citations]
+    assert len(quotes) == len(set(quotes))
+    more = engine.ask("tell me more", history=[first.turn()])
+    assert more.citations
+    assert not {(c.doc_id, c.start) for c in more.citations} & {(c.doc_id, c.start) for c in first.citations}
+    again = engine.ask("go on", history=[first.turn(), more.turn()])
+    given = {(c.doc_id, c.start) for c in first.citations + more.citations}
+    assert not {(c.doc_id, c.start) for c in again.citations} & given
+
+
+def test_markup_never_appears_in_a_quote(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "moths.md").write_text(
+        "# Lumen moths\n\n## Conservation\n\nLumen moths are protected in three national parks.\n\n"
+        "## Light\n\nTheir wings glow a faint green at dusk.\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    engine = Engine(settings)
+    IngestPipeline(engine.store, engine.embedder).run([Path("docs")])
+    for asked in ("conservation of lumen moths", "what colour do lumen moths glow?", "Conservation"):
+        for citation in engine.ask(asked).citations:
+            assert "#" not in citation.quote
