@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "squad": "bench.squad",
     "latency": "bench.latency",
     "startup": "bench.startup",
+    "questionlog": "bench.questionlog",
 }
 
 _NOT_BENCHMARKS = {"__init__", "__main__", "common"}

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("citebot")
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-_READ_ONLY_COMMANDS = frozenset({"ask", "sources", "eval"})
+_ONE_SHOT_COMMANDS = frozenset({"ask", "sources", "eval"})
 
 
 class UsageError(CitebotError):
@@ -54,11 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(commands, "repl", help="ask questions interactively, with follow-ups")
     _command(commands, "discord", help="run the Discord bot (needs DISCORD_TOKEN)")
-    feedback = _command(commands, "feedback", help="work with the 👍/👎 feedback collected in Discord")
+    feedback = _command(commands, "feedback", help="work with the question log's 👍/👎 votes and declined questions")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
     export = _command(feedback_commands, "export", help="write the feedback as `citebot eval` JSONL lines")
     export.add_argument("--votes", choices=["down", "up", "all"], default="down", help="which votes (default: down)")
     export.add_argument("-o", "--output", type=Path, default=None, help="write here instead of standard output")
+    export.add_argument(
+        "--declined", action="store_true", help="also the unvoted questions the bot declined (closest or none)"
+    )
+    web = _command(commands, "web", help="run the operator console (questions, gaps, citations in context)")
+    web.add_argument("--host", default=None, help="address to bind (default: CITEBOT_WEB_HOST, else 127.0.0.1)")
+    web.add_argument(
+        "--port", type=_port, default=None, help="port (default: CITEBOT_WEB_PORT, else 8080; 0 picks a free one)"
+    )
     _command(commands, "run", help="start the Discord bot when DISCORD_TOKEN is set, else the REPL")
 
     evaluate = _command(commands, "eval", help="score the engine on a JSONL file of questions")
@@ -86,6 +94,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; use 0 to 65535")
+    return int(text)
+
+
 def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders (default: corpus/)")
     parser.add_argument("--dry-run", action="store_true", help="show what would change without writing")
@@ -111,9 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         status = int(_COMMANDS[args.command](args, settings))
-        if argv is None and args.command in _READ_ONLY_COMMANDS:
-            # The work is done and printed, and these commands wrote nothing: spare the interpreter's final garbage
-            # collection over everything Chroma, LangChain and ONNX Runtime loaded (half a second of a one-shot ask).
+        if argv is None and args.command in _ONE_SHOT_COMMANDS:
+            # The answers are printed and the index was only read: spare the interpreter's final garbage collection
+            # over everything Chroma, LangChain and ONNX Runtime loaded (half a second of a one-shot ask). Exit
+            # handlers still run, so the question log is written out as usual.
             gc.freeze()
         return status
     except KeyboardInterrupt:
@@ -187,9 +202,11 @@ def open_engine(settings: Settings) -> Engine:
 
 
 def run_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.feedback import FeedbackStore
     from bot.render import render_answer
 
     engine = open_engine(settings)
+    question_log = FeedbackStore.for_settings(settings)  # written in the background, the rest at exit
     batch = not args.question
     if batch:
         if sys.stdin.isatty():
@@ -211,6 +228,7 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print(f"citebot: {f'line {line_number}: ' if batch else ''}{exc}", file=sys.stderr, flush=True)
             continue
+        question_log.record_answer(answer, "cli")
         if args.json:
             print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
             continue
@@ -257,9 +275,16 @@ def run_feedback(args: argparse.Namespace, settings: Settings) -> int:
     from bot.feedback import export_command
 
     if args.output is None:
-        return export_command(settings, sys.stdout, args.votes)
+        return export_command(settings, sys.stdout, args.votes, args.declined)
     with args.output.open("w", encoding="utf-8") as output:
-        return export_command(settings, output, args.votes)
+        return export_command(settings, output, args.votes, args.declined)
+
+
+def run_web(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.web import DEFAULT_PORT, serve
+
+    port = args.port if args.port is not None else (settings.web_port or DEFAULT_PORT)
+    return serve(settings, args.host or settings.web_host, port)
 
 
 def run_default(args: argparse.Namespace, settings: Settings) -> int:
@@ -282,5 +307,6 @@ _COMMANDS = {
     "repl": run_repl,
     "discord": run_discord,
     "feedback": run_feedback,
+    "web": run_web,
     "run": run_default,
 }

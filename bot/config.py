@@ -143,11 +143,58 @@ class Settings(BaseSettings):
         validation_alias=_env("CITEBOT_LOG_QUESTIONS"),
         description="Include the question text in the log line of each answered question (off: ids and figures only).",
     )
+    question_log: bool = Field(
+        True,
+        validation_alias=_env("CITEBOT_QUESTION_LOG"),
+        description="Record every question answered (Discord, REPL, `citebot ask`, console) for the console.",
+    )
+    log_retention_days: int = Field(
+        90,
+        ge=0,
+        validation_alias=_env("CITEBOT_LOG_RETENTION_DAYS"),
+        description="Days the question log keeps questions and votes (0 keeps them forever).",
+    )
+    web_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_WEB_TOKEN"),
+        description="The operator console's login token; required to bind the console beyond loopback.",
+    )
+    web_host: str = Field(
+        "127.0.0.1",
+        validation_alias=_env("CITEBOT_WEB_HOST"),
+        description="The address the operator console binds (another than loopback needs CITEBOT_WEB_TOKEN).",
+    )
+    web_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        validation_alias=_env("CITEBOT_WEB_PORT"),
+        description="Serve the console on this port from `citebot discord` too (`citebot web` defaults to 8080).",
+    )
+    public_url: str | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_PUBLIC_URL"),
+        description="The console's base URL as users reach it; citations then link to their passage there.",
+    )
 
-    @field_validator("chroma_host", "llm_model", "llm_base_url", "discord_channels", "discord_shard_ids")
+    @field_validator("chroma_host", "llm_model", "llm_base_url", "discord_channels", "discord_shard_ids", "public_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("web_port", mode="before")
+    @classmethod
+    def _blank_port_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError(f"{value!r} is not an http(s) URL such as https://citebot.example.org")
+        return value.rstrip("/")
 
     @property
     def chroma_dir(self) -> Path:

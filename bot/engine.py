@@ -23,6 +23,7 @@ from bot.config import Settings
 from bot.embeddings import Embedder, create_query_embedder
 from bot.errors import EmptyIndexError, QuestionError
 from bot.keyword import terms
+from bot.links import link_citations
 from bot.retrieval import HybridRetriever, HybridSearcher, Retrieval
 from bot.store import ChunkStore
 from bot.types import Answer, DocumentRecord, Question, Support, Turn
@@ -146,6 +147,14 @@ class Engine:
         """The indexed documents as the index holds them now (never a cached list), sorted by source."""
         return sorted(self.searcher.snapshot(fresh=True).documents.values(), key=lambda record: record.source)
 
+    def document_text(self, doc_id: str) -> tuple[str, bool] | None:
+        """The text citations quote from, and whether it is complete (see `ChunkStore.document_text`)."""
+        return self.store.document_text(doc_id)
+
+    def ingesting(self) -> list[DocumentRecord]:
+        """Documents being written by an ingestion right now (not yet answered from)."""
+        return [record for record in self.store.documents(include_pending=True).values() if not record.ready]
+
     def _prepare(self, request: Request) -> _Prepared:
         started = time.perf_counter()
         return _Prepared(request, readings(request.question, request.history, request.k), started)
@@ -174,4 +183,5 @@ class Engine:
             "answer": (done - retrieved.retrieved) * 1000,
             "total": (done - retrieved.started) * 1000,
         }
-        return replace(answer, question=retrieved.request.question, timings_ms=timings, retrieved=retrieval.hits)
+        answered = replace(answer, question=retrieved.request.question, timings_ms=timings, retrieved=retrieval.hits)
+        return link_citations(answered, self.settings.public_url)

@@ -11,7 +11,8 @@ CitebotError
 ├── QuestionError        a question that cannot be asked (empty, too long)
 │   └── EmptyIndexError  no document is indexed yet
 ├── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
-└── BusyError            too many questions are waiting; the asker should try again shortly
+├── BusyError            too many questions are waiting; the asker should try again shortly
+└── ConsoleError         the operator console cannot listen on its address (e.g. the port is taken)
 """
 
 from __future__ import annotations
@@ -69,4 +70,8 @@ class AnswerError(CitebotError):
 
 
 class BusyError(CitebotError):
+    pass
+
+
+class ConsoleError(CitebotError):
     pass

@@ -1,15 +1,34 @@
-"""Feedback on posted answers: every answer the Discord bot posts and every 👍/👎 click on it, in SQLite.
+"""The question log: every question citebot answers (Discord, the REPL, `citebot ask`, the console), the answer as it
+was given, and the 👍/👎 votes on it, in one SQLite file under `CITEBOT_DATA_DIR` (`feedback.sqlite3`, the name it
+had when it held only Discord feedback; older files are migrated in place). This module must not import discord or
+the web stack: it is core code, and each adapter makes one call to record.
 
-Why SQLite in `data_dir`: votes must outlive restarts (the buttons are persistent), need no server, and are
-exported later into `citebot eval` cases. This module must not import discord: it is core code, adapters call it.
+Why SQLite, and how it stays safe with several writers: the bot (one process per shard group), every `citebot ask`,
+the REPL and the console all write the same file. It runs in WAL mode (readers never wait for a writer), every write
+is one `BEGIN IMMEDIATE` transaction with a busy timeout, and a write that still meets "database is locked" is
+retried with backoff instead of dropped.
 
-Tables: `answers(answer_id, question, answer, citations JSON, abstained, created_at)` and
-`votes(answer_id, user_id, vote 'up'|'down', voted_at, guild_id, channel_id, message_id)` with one row per
-(answer, user): a second click by the same user replaces the first. The database runs in WAL mode, so shard
-processes sharing the file write one after another while readers go on.
+Why a writer thread: an answer must never wait for the disk. `record_answer` only queues the row and returns its
+id at once (from the event loop too); one thread per process writes whatever has queued since its last write in a
+single transaction (a batch). Reads and votes first wait for this process's queued rows (`flush`), so a vote on an
+answer posted a moment ago finds it; `close()` (also run at exit) writes what is left. If the disk refuses a write
+the rows stay queued and are retried; only rows still unwritten when the process ends are lost, and that is logged.
 
-`citebot feedback export --votes down|up|all` writes one JSONL line per voted answer (by its latest-majority vote,
-ties count as down so problems are not hidden):
+Privacy: Discord user ids are never stored. Votes and questions carry a keyed hash of the id (HMAC-SHA256 with a
+random salt kept in `<file>.salt` beside the database, mode 0600): one user's votes still count once per answer,
+and a copy of the database alone cannot be matched against a member list. `CITEBOT_LOG_RETENTION_DAYS` (default
+90) prunes older questions with their votes; `CITEBOT_QUESTION_LOG=false` records nothing new (Discord answers then
+carry no vote buttons, since their votes could not be stored).
+
+Tables (schema version 2, `PRAGMA user_version`):
+- `answers(answer_id, question, answer, citations JSON, abstained, created_at, support, confidence, latency_ms,
+  channel_kind discord|repl|cli|web, guild_id, channel_id, user_hash, note)`; `citations` holds the citations as
+  `citebot ask --json` gives them, so the cited documents and offsets are there;
+- `votes(answer_id, user_hash, vote up|down, voted_at, guild_id, channel_id, message_id)`, one row per (answer,
+  user): a second click by the same user replaces the first.
+
+`citebot feedback export --votes down|up|all [--declined]` writes one JSONL line per question (the latest answer of
+each distinct question; its verdict is the majority of its votes, ties count as down so problems are not hidden):
 
 - 👍 `{"q": question, "evidence": [cited quotes], "answer_any": [], "kind": "feedback-up"}` — a ready regression
   case: the engine must keep citing one of these quotes.
@@ -17,11 +36,20 @@ ties count as down so problems are not hidden):
   "rejected_quotes": [quotes], "abstained": bool}` — a triage item, not a finished case: whether the corpus can
   answer the question is unknowable from a click, so a reviewer fills `evidence` (or sets `"unanswerable": true`)
   before adding it to an evaluation set. `citebot eval` ignores the extra keys.
+- with `--declined`, also every unvoted question the bot declined (support `closest` or `none`), in the 👎 shape
+  with `"kind": "declined"`: the topics the corpus is missing.
 """
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import hmac
 import json
+import logging
+import os
+import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -29,49 +57,99 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TextIO, TypeVar
+from typing import Any, Literal, NamedTuple, TextIO, TypeVar, get_args
 
 from bot.config import Settings
 from bot.types import Answer
 
+log = logging.getLogger("citebot.feedback")
+
 Vote = Literal["up", "down"]
 VOTES: tuple[Vote, ...] = ("up", "down")
+ChannelKind = Literal["discord", "repl", "cli", "web"]
+CHANNEL_KINDS: tuple[ChannelKind, ...] = get_args(ChannelKind)
+VoteFilter = Literal["up", "down", "voted", "unvoted"]
 FEEDBACK_FILE = "feedback.sqlite3"
-_T = TypeVar("_T")
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+# SQLite's own wait for a lock held by another process, per statement...
+BUSY_SECONDS = 5.0
+# ...and after that, a write that still meets the lock is retried for about this long before it counts as failed.
+LOCK_RETRY_SECONDS = 30.0
+# Rows per transaction at most; whatever queued meanwhile is written in the next one.
+MAX_BATCH = 500
+# How often a long-running process prunes rows past the retention period.
+PRUNE_EVERY_SECONDS = 3600.0
+# Reads and votes wait at most this long for this process's queued answers (longer only when the disk is failing).
+FLUSH_SECONDS = 5.0
+# After a failed write, the writer waits this long before it tries the queued rows again.
+RETRY_FAILED_AFTER_SECONDS = 5.0
+
+_ANSWERS = """
 CREATE TABLE IF NOT EXISTS answers (
     answer_id TEXT PRIMARY KEY,
     question TEXT NOT NULL,
     answer TEXT NOT NULL,
     citations TEXT NOT NULL,
     abstained INTEGER NOT NULL,
-    created_at TEXT NOT NULL
-);
+    created_at TEXT NOT NULL,
+    support TEXT NOT NULL DEFAULT 'answered',
+    confidence REAL,
+    latency_ms REAL,
+    channel_kind TEXT NOT NULL DEFAULT 'discord',
+    guild_id TEXT,
+    channel_id TEXT,
+    user_hash TEXT,
+    note TEXT
+)"""
+_VOTES = """
 CREATE TABLE IF NOT EXISTS votes (
-    answer_id TEXT NOT NULL REFERENCES answers(answer_id),
-    user_id TEXT NOT NULL,
+    answer_id TEXT NOT NULL REFERENCES answers(answer_id) ON DELETE CASCADE,
+    user_hash TEXT NOT NULL,
     vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
     voted_at TEXT NOT NULL,
     guild_id TEXT,
     channel_id TEXT,
     message_id TEXT,
-    PRIMARY KEY (answer_id, user_id)
-);
-"""
-# Where a vote was cast (so a 👎 can be traced to its message); added to databases made before these columns.
-_VOTE_PLACE = ("guild_id", "channel_id", "message_id")
-# Several processes (shards) write one file: a writer waits this long for another's lock, and a write that still
-# finds the database locked is retried this many times.
-_BUSY_TIMEOUT_SECONDS = 10
-_LOCKED_RETRIES = 5
+    PRIMARY KEY (answer_id, user_hash)
+)"""
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS answers_by_time ON answers (created_at)",
+    "CREATE INDEX IF NOT EXISTS votes_by_answer ON votes (answer_id)",
+)
+# Columns that schema version 1 (Discord feedback only) lacked, with what old rows get.
+_ADDED_ANSWER_COLUMNS = (
+    ("support", "TEXT NOT NULL DEFAULT 'answered'"),
+    ("confidence", "REAL"),
+    ("latency_ms", "REAL"),
+    ("channel_kind", "TEXT NOT NULL DEFAULT 'discord'"),
+    ("guild_id", "TEXT"),
+    ("channel_id", "TEXT"),
+    ("user_hash", "TEXT"),
+    ("note", "TEXT"),
+)
+_INSERT_ANSWER = (
+    "INSERT INTO answers (answer_id, question, answer, citations, abstained, created_at, support,"
+    " confidence, latency_ms, channel_kind, guild_id, channel_id, user_hash, note)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id) DO NOTHING"
+)
+_SELECT_ANSWERS = (
+    "SELECT a.answer_id, a.question, a.answer, a.citations, a.abstained, a.created_at, a.support, a.confidence,"
+    " a.latency_ms, a.channel_kind, a.guild_id, a.channel_id, a.note,"
+    " (SELECT COUNT(*) FROM votes v WHERE v.answer_id = a.answer_id AND v.vote = 'up') AS up,"
+    " (SELECT COUNT(*) FROM votes v WHERE v.answer_id = a.answer_id AND v.vote = 'down') AS down,"
+    " a.rowid AS seq"
+    " FROM answers a"
+)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class StoredAnswer:
-    """An answer as it was posted, with the votes it received."""
+    """An answer as it was given, where and how fast, with the votes it received."""
 
     answer_id: str
     question: str
@@ -81,65 +159,291 @@ class StoredAnswer:
     created_at: str
     up: int = 0
     down: int = 0
+    support: str = "answered"
+    confidence: float | None = None
+    latency_ms: float | None = None
+    channel_kind: str = "discord"
+    guild_id: str | None = None
+    channel_id: str | None = None
+    note: str | None = None
 
     @property
     def quotes(self) -> list[str]:
         return [str(citation.get("quote", "")) for citation in self.citations]
 
+    @property
+    def verdict(self) -> Vote | None:
+        """The majority of the votes, ties counting as down (so problems are not hidden); None when unvoted."""
+        if not self.up and not self.down:
+            return None
+        return "up" if self.up > self.down else "down"
+
+    @property
+    def declined(self) -> bool:
+        return self.support != "answered"
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionFilter:
+    """What the console's Questions page narrows the log to; every part is optional. Days are UTC dates."""
+
+    support: str | None = None
+    vote: VoteFilter | None = None
+    channel_kind: str | None = None
+    since: date | None = None
+    until: date | None = None
+    text: str | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.support:
+            clauses.append("a.support = ?")
+            params.append(self.support)
+        if self.channel_kind:
+            clauses.append("a.channel_kind = ?")
+            params.append(self.channel_kind)
+        if self.since:
+            clauses.append("a.created_at >= ?")
+            params.append(self.since.isoformat())
+        if self.until:
+            clauses.append("a.created_at < ?")
+            params.append((self.until + timedelta(days=1)).isoformat())
+        if self.text:
+            clauses.append("a.question LIKE ? ESCAPE '\\'")
+            escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(f"%{escaped}%")
+        votes = {
+            "up": "up > down",
+            "down": "down >= up AND down > 0",
+            "voted": "up + down > 0",
+            "unvoted": "up + down = 0",
+        }
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        if self.vote:
+            # `up`/`down` are computed columns: filter on them around the row query.
+            return f"SELECT * FROM ({_SELECT_ANSWERS}{where}) WHERE {votes[self.vote]}", params
+        return f"{_SELECT_ANSWERS}{where}", params
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """The figures of one logged answer that the Quality page charts, without its texts."""
+
+    created_at: str
+    support: str
+    confidence: float | None
+    latency_ms: float | None
+    up: int
+    down: int
+
+
+class _Row(NamedTuple):
+    """A queued answer; the user id is hashed by the writer thread, off the caller's path."""
+
+    answer_id: str
+    question: str
+    answer: str
+    citations: str
+    abstained: int
+    created_at: str
+    support: str
+    confidence: float
+    latency_ms: float | None
+    channel_kind: str
+    guild_id: str | None
+    channel_id: str | None
+    user_id: str | None
+    note: str | None
+
+
+_STOP = object()
+
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat()
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _is_locked(error: sqlite3.OperationalError) -> bool:
+    message = str(error).lower()
+    return "locked" in message or "busy" in message
 
 
 class FeedbackStore:
-    """Thread-safe: the bot writes from the event loop and from worker threads, so each call opens its own
-    short connection (SQLite connections must not cross threads) and a lock serialises writers."""
+    """The question log. Cheap to construct: the file is opened (created, migrated) on first use.
 
-    def __init__(self, path: Path) -> None:
+    Thread-safe: each call, and each batch of the writer thread, opens its own short connection (SQLite
+    connections must not cross threads).
+    """
+
+    def __init__(self, path: Path, *, enabled: bool = True, retention_days: int = 90) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode = WAL")  # persistent: set once, kept in the file
-            db.executescript(_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(votes)")}
-            for column in _VOTE_PLACE:
-                if column not in columns:
-                    db.execute(f"ALTER TABLE votes ADD COLUMN {column} TEXT")
+        self.enabled = enabled
+        self.retention_days = retention_days
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._salt: bytes | None = None
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._progress = threading.Condition()
+        self._queued = 0
+        self._written = 0
+        self._closed = False
+        self._last_error: str | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> FeedbackStore:
-        return cls(settings.data_dir / FEEDBACK_FILE)
+        return cls(
+            settings.data_dir / FEEDBACK_FILE,
+            enabled=settings.question_log,
+            retention_days=settings.log_retention_days,
+        )
+
+    # -- opening -------------------------------------------------------------------------------------------------
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_SECONDS)) as db, db:  # commits or rolls back
-            db.execute("PRAGMA foreign_keys = ON")
+        self._ensure_schema()
+        with closing(self._open()) as db:
             yield db
 
-    def _write(self, action: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run one write transaction; retried when another process holds the database lock for too long."""
-        for attempt in range(_LOCKED_RETRIES + 1):
-            try:
-                with self._lock, self._connect() as db:
-                    db.execute("BEGIN IMMEDIATE")  # take the write lock now, not halfway through
-                    return action(db)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == _LOCKED_RETRIES:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
 
-    def record_answer(self, answer: Answer, answer_id: str | None = None) -> str:
-        """Store a posted answer; returns its id (a new uuid unless given), which the vote buttons carry."""
+    def _ensure_schema(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(self._open()) as db:
+                self._retry(lambda: db.execute("PRAGMA journal_mode = WAL"))
+                self._retry(lambda: self._migrate(db))
+            self._ready = True
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Create the tables, or bring a version-1 file (Discord feedback only) to version 2, in one transaction so
+        processes that start together cannot both migrate."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version < SCHEMA_VERSION:
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "answers" in tables:
+                    self._migrate_v1(db, tables)
+                db.execute(_ANSWERS)
+                db.execute(_VOTES)
+                for statement in _INDEXES:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _migrate_v1(self, db: sqlite3.Connection, tables: set[str]) -> None:
+        present = {row[1] for row in db.execute("PRAGMA table_info(answers)")}
+        for column, declaration in _ADDED_ANSWER_COLUMNS:
+            if column not in present:
+                db.execute(f"ALTER TABLE answers ADD COLUMN {column} {declaration}")
+        db.execute("UPDATE answers SET support = 'none' WHERE abstained = 1 AND support = 'answered'")
+        if "votes" not in tables:
+            return
+        # Version 1 kept raw Discord user ids: rebuild the table with their hashes (and the cascade on delete).
+        old = {row[1] for row in db.execute("PRAGMA table_info(votes)")}
+        extra = [column for column in ("guild_id", "channel_id", "message_id") if column in old]
+        db.execute("ALTER TABLE votes RENAME TO votes_v1")
+        db.execute(_VOTES)
+        db.create_function("citebot_user_hash", 1, self.user_hash, deterministic=True)
+        columns = ", ".join(["answer_id", "user_hash", "vote", "voted_at", *extra])
+        chosen = ", ".join(["answer_id", "citebot_user_hash(user_id)", "vote", "voted_at", *extra])
+        db.execute(f"INSERT OR REPLACE INTO votes ({columns}) SELECT {chosen} FROM votes_v1")
+        db.execute("DROP TABLE votes_v1")
+
+    def _retry(self, action: Callable[[], T]) -> T:
+        """Run `action`, retrying while another process holds the lock (beyond the busy timeout)."""
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        pause = 0.01
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as error:
+                if not _is_locked(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause + secrets.randbelow(10) / 1000)
+                pause = min(pause * 2, 0.5)
+
+    # -- privacy -------------------------------------------------------------------------------------------------
+
+    def user_hash(self, user_id: int | str) -> str:
+        """The keyed hash that stands for a user id (see the module docstring)."""
+        if self._salt is None:
+            self._salt = self._load_salt()
+        return hmac.new(self._salt, str(user_id).encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+    def _load_salt(self) -> bytes:
+        """Read the salt, or create it atomically (write a private file, then link it into place: of processes
+        racing, exactly one link succeeds and the others read that one)."""
+        target = self.path.with_suffix(".salt")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f"{target.name}.{uuid.uuid4().hex}")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            try:
+                os.link(temporary, target)
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
+        return target.read_text(encoding="ascii").strip().encode("ascii")
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def record_answer(
+        self,
+        answer: Answer,
+        channel_kind: ChannelKind = "discord",
+        *,
+        guild_id: int | str | None = None,
+        channel_id: int | str | None = None,
+        user_id: int | str | None = None,
+        answer_id: str | None = None,
+    ) -> str | None:
+        """Queue an answer for the log and return its id at once (the id vote buttons carry); None when the log
+        is off. Never blocks on the disk, so adapters may call it from an event loop."""
+        if not self.enabled:
+            return None
+        if channel_kind not in CHANNEL_KINDS:
+            raise ValueError(f"channel_kind must be one of {', '.join(CHANNEL_KINDS)}, not {channel_kind!r}")
         answer_id = answer_id or uuid.uuid4().hex
         citations = json.dumps([citation.to_json() for citation in answer.citations], ensure_ascii=False)
-        self._write(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
-                (answer_id, answer.question, answer.text, citations, int(answer.abstained), _now()),
-            )
+        row = _Row(
+            answer_id,
+            answer.question,
+            answer.text,
+            citations,
+            int(answer.abstained),
+            _now(),
+            answer.support,
+            answer.confidence,
+            answer.timings_ms.get("total"),
+            channel_kind,
+            _optional_id(guild_id),
+            _optional_id(channel_id),
+            _optional_id(user_id),
+            answer.note,
         )
+        self._start_writer()
+        with self._progress:
+            self._queued += 1
+        self._queue.put(row)
         return answer_id
 
     def record_vote(
@@ -148,77 +452,279 @@ class FeedbackStore:
         user_id: int | str,
         vote: Vote,
         *,
-        guild_id: int | None = None,
-        channel_id: int | None = None,
-        message_id: int | None = None,
+        guild_id: int | str | None = None,
+        channel_id: int | str | None = None,
+        message_id: int | str | None = None,
     ) -> bool:
-        """One vote per user per answer; a second click replaces the first. False if the answer is unknown."""
+        """One vote per user per answer; a second click replaces the first. False if the answer is unknown (or the
+        log is off). Blocking: waits for this process's queued answers first, so call it off the event loop."""
         if vote not in VOTES:
             raise ValueError(f"vote must be 'up' or 'down', not {vote!r}")
-        place = tuple(None if value is None else str(value) for value in (guild_id, channel_id, message_id))
+        if not self.enabled:
+            return False
+        self.flush()
+        row = (
+            answer_id,
+            self.user_hash(user_id),
+            vote,
+            _now(),
+            _optional_id(guild_id),
+            _optional_id(channel_id),
+            _optional_id(message_id),
+        )
 
         def write(db: sqlite3.Connection) -> bool:
             if db.execute("SELECT 1 FROM answers WHERE answer_id = ?", (answer_id,)).fetchone() is None:
                 return False
             db.execute(
-                "INSERT INTO votes (answer_id, user_id, vote, voted_at, guild_id, channel_id, message_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id, user_id) DO UPDATE SET vote = excluded.vote,"
-                " voted_at = excluded.voted_at, guild_id = excluded.guild_id, channel_id = excluded.channel_id,"
-                " message_id = excluded.message_id",
-                (answer_id, str(user_id), vote, _now(), *place),
+                "INSERT INTO votes (answer_id, user_hash, vote, voted_at, guild_id, channel_id, message_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id, user_hash) DO UPDATE SET"
+                " vote = excluded.vote, voted_at = excluded.voted_at, guild_id = excluded.guild_id,"
+                " channel_id = excluded.channel_id, message_id = excluded.message_id",
+                row,
             )
             return True
 
-        return self._write(write)
+        with self._connect() as db:
+            return self._retry(lambda: _transaction(db, write))
+
+    def prune(self, now: datetime | None = None) -> int:
+        """Delete questions (and their votes) older than the retention period; returns how many went."""
+        if self.retention_days <= 0:
+            return 0
+        cutoff = ((now or datetime.now(UTC)) - timedelta(days=self.retention_days)).isoformat()
+
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute("DELETE FROM answers WHERE created_at < ?", (cutoff,)).rowcount
+
+        with self._connect() as db:
+            removed = self._retry(lambda: _transaction(db, delete))
+        if removed:
+            log.info("pruned %d question(s) older than %d days from the question log", removed, self.retention_days)
+        return removed
+
+    def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """Wait until every answer this process queued so far is written; False if that took over `timeout`."""
+        with self._progress:
+            target = self._queued
+            return self._progress.wait_for(lambda: self._written >= target, timeout)
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread (idempotent; also runs at interpreter exit)."""
+        with self._writer_lock:
+            writer, self._closed = self._writer, True
+        if writer is None:
+            return
+        self._queue.put(_STOP)
+        writer.join(LOCK_RETRY_SECONDS + 10)
+        lost = self._queued - self._written
+        if lost:
+            log.error(
+                "%d question(s) could not be written to the question log %s: %s",
+                lost,
+                self.path,
+                self._last_error or "the writer did not finish in time",
+            )
+
+    def _start_writer(self) -> None:
+        with self._writer_lock:
+            if self._closed:
+                raise RuntimeError("the question log is closed")
+            if self._writer is not None:
+                return
+            self._writer = threading.Thread(target=self._write_loop, name="citebot-question-log", daemon=True)
+            self._writer.start()
+            atexit.register(self.close)
+
+    def _write_loop(self) -> None:
+        """Write whatever has queued, one transaction per batch; keep rows that failed and try them again."""
+        pending: list[_Row] = []
+        stopping = False
+        pruned_at = -float("inf")
+        while True:
+            if not pending:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                pending.append(item)
+            while len(pending) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                pending.append(item)
+            try:
+                self._insert([self._parameters(row) for row in pending])
+            except (sqlite3.Error, OSError) as error:
+                self._last_error = " ".join(str(error).split()) or type(error).__name__
+                log.error("cannot write the question log %s: %s; retrying", self.path, self._last_error)
+                if stopping:
+                    return
+                time.sleep(RETRY_FAILED_AFTER_SECONDS)
+                continue
+            if time.monotonic() - pruned_at > PRUNE_EVERY_SECONDS:
+                pruned_at = time.monotonic()
+                try:
+                    self.prune()
+                except (sqlite3.Error, OSError) as error:
+                    log.warning("cannot prune the question log %s: %s", self.path, error)
+            with self._progress:
+                self._written += len(pending)
+                self._progress.notify_all()
+            pending = []
+            if stopping:
+                return
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        with self._connect() as db:
+            self._retry(lambda: _transaction(db, lambda db: db.executemany(_INSERT_ANSWER, rows)))
+
+    def _parameters(self, row: _Row) -> tuple[Any, ...]:
+        return (*row[:12], None if row.user_id is None else self.user_hash(row.user_id), row.note)
+
+    # -- reading -------------------------------------------------------------------------------------------------
 
     def get(self, answer_id: str) -> StoredAnswer | None:
-        found = self._select("WHERE a.answer_id = ?", "", (answer_id,))
+        found = self._select(f"{_SELECT_ANSWERS} WHERE a.answer_id = ?", [answer_id])
         return found[0] if found else None
+
+    def votes_of(self, answer_id: str) -> list[tuple[Vote, str]]:
+        """The votes on one answer, oldest first: (vote, voted_at)."""
+        self.flush()
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT vote, voted_at FROM votes WHERE answer_id = ? ORDER BY voted_at", (answer_id,)
+            ).fetchall()
+        return [(row[0], row[1]) for row in rows]
 
     def voted(self) -> list[StoredAnswer]:
         """Answers with at least one vote, oldest first."""
-        return self._select("", "HAVING COUNT(v.vote) > 0", ())
+        query, params = QuestionFilter(vote="voted").sql()
+        return self._select(f"{query} ORDER BY created_at, seq", params)
 
-    def _select(self, where: str, having: str, params: Sequence[Any]) -> list[StoredAnswer]:
-        query = (
-            "SELECT a.answer_id, a.question, a.answer, a.citations, a.abstained, a.created_at,"
-            " COALESCE(SUM(v.vote = 'up'), 0), COALESCE(SUM(v.vote = 'down'), 0)"
-            f" FROM answers a LEFT JOIN votes v ON v.answer_id = a.answer_id {where}"
-            f" GROUP BY a.answer_id {having} ORDER BY a.created_at, a.rowid"
+    def questions(self, where: QuestionFilter | None = None, limit: int = 50, offset: int = 0) -> list[StoredAnswer]:
+        """The log, newest first, narrowed by `where`."""
+        query, params = (where or QuestionFilter()).sql()
+        return self._select(f"{query} ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?", [*params, limit, offset])
+
+    def count(self, where: QuestionFilter | None = None) -> int:
+        query, params = (where or QuestionFilter()).sql()
+        self.flush()
+        with self._connect() as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM ({query})", params).fetchone()[0])
+
+    def shortfalls(self, since: date | None = None, limit: int = 1000) -> list[StoredAnswer]:
+        """The newest questions the bot declined (support closest or none) or that were voted down."""
+        query, params = QuestionFilter(since=since).sql()
+        return self._select(
+            f"SELECT * FROM ({query}) WHERE support != 'answered' OR (down >= up AND down > 0)"
+            " ORDER BY created_at DESC, seq DESC LIMIT ?",
+            [*params, limit],
         )
+
+    def activity(self, since: date | None = None) -> list[Activity]:
+        """Tier, confidence, latency and votes of every answer since `since`, oldest first (for charts)."""
+        query, params = QuestionFilter(since=since).sql()
+        self.flush()
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT created_at, support, confidence, latency_ms, up, down FROM ({query}) ORDER BY created_at, seq",
+                params,
+            ).fetchall()
+        return [Activity(row[0], row[1], row[2], row[3], int(row[4]), int(row[5])) for row in rows]
+
+    def _select(self, query: str, params: Sequence[Any]) -> list[StoredAnswer]:
+        self.flush()
         with self._connect() as db:
             rows = db.execute(query, params).fetchall()
         return [
-            StoredAnswer(row[0], row[1], row[2], json.loads(row[3]), bool(row[4]), row[5], int(row[6]), int(row[7]))
+            StoredAnswer(
+                answer_id=row[0],
+                question=row[1],
+                text=row[2],
+                citations=json.loads(row[3]),
+                abstained=bool(row[4]),
+                created_at=row[5],
+                support=row[6],
+                confidence=row[7],
+                latency_ms=row[8],
+                channel_kind=row[9],
+                guild_id=row[10],
+                channel_id=row[11],
+                note=row[12],
+                up=int(row[13]),
+                down=int(row[14]),
+            )
             for row in rows
         ]
 
 
-def export_lines(store: FeedbackStore, votes: str = "down") -> Iterator[dict[str, Any]]:
-    """The `citebot eval` cases for voted answers; see the module docstring for the two shapes."""
+def _transaction(db: sqlite3.Connection, action: Callable[[sqlite3.Connection], T]) -> T:
+    """`action` inside BEGIN IMMEDIATE ... COMMIT: the write lock is taken up front, so a busy database shows up
+    here (and is retried) instead of halfway through."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = action(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+def _optional_id(value: int | str | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _question_key(question: str) -> str:
+    return " ".join(question.split()).casefold()
+
+
+def export_lines(
+    store: FeedbackStore, votes: str = "down", declined: bool = False, since: date | None = None
+) -> Iterator[dict[str, Any]]:
+    """The `citebot eval` cases for voted (and, with `declined`, declined) questions, oldest first, one per distinct
+    question (its latest answer); see the module docstring for the shapes."""
     if votes not in ("up", "down", "all"):
         raise ValueError(f"votes must be up, down or all, not {votes!r}")
-    for stored in store.voted():
-        verdict: Vote = "up" if stored.up > stored.down else "down"
+    query, params = QuestionFilter(since=since).sql()
+    wanted = "up + down > 0 OR support != 'answered'" if declined else "up + down > 0"
+    latest: dict[str, StoredAnswer] = {}
+    for stored in store._select(f"SELECT * FROM ({query}) WHERE {wanted} ORDER BY created_at, seq", params):
+        latest.pop(_question_key(stored.question), None)  # re-inserted: the order follows the latest answer
+        latest[_question_key(stored.question)] = stored
+    for stored in latest.values():
+        verdict = stored.verdict
+        if verdict is None:
+            if declined:
+                yield _rejected(stored, "declined")
+            continue
         if votes != "all" and verdict != votes:
             continue
         if verdict == "up":
             yield {"q": stored.question, "evidence": stored.quotes, "answer_any": [], "kind": "feedback-up"}
         else:
-            yield {
-                "q": stored.question,
-                "evidence": [],
-                "answer_any": [],
-                "kind": "feedback-down",
-                "rejected_answer": stored.text,
-                "rejected_quotes": stored.quotes,
-                "abstained": stored.abstained,
-            }
+            yield _rejected(stored, "feedback-down")
 
 
-def export_command(settings: Settings, output: TextIO, votes: str = "down") -> int:
-    """`citebot feedback export`: write the voted answers as JSONL evaluation cases to `output`."""
+def _rejected(stored: StoredAnswer, kind: str) -> dict[str, Any]:
+    return {
+        "q": stored.question,
+        "evidence": [],
+        "answer_any": [],
+        "kind": kind,
+        "rejected_answer": stored.text,
+        "rejected_quotes": stored.quotes,
+        "abstained": stored.abstained,
+    }
+
+
+def export_command(settings: Settings, output: TextIO, votes: str = "down", declined: bool = False) -> int:
+    """`citebot feedback export`: write the voted (and declined) questions as JSONL evaluation cases to `output`."""
     store = FeedbackStore.for_settings(settings)
-    for line in export_lines(store, votes):
+    for line in export_lines(store, votes, declined):
         output.write(json.dumps(line, ensure_ascii=False) + "\n")
     return 0

@@ -18,6 +18,7 @@ from rich.console import Console
 from bot.config import Settings
 from bot.embeddings import create_query_embedder
 from bot.errors import CitebotError, EmptyIndexError
+from bot.feedback import FeedbackStore
 from bot.progress import announce
 from bot.render import plural, render_answer, render_json, render_sources
 from bot.types import Turn
@@ -46,8 +47,9 @@ LineReader = Callable[[], str]  # returns one line; raises EOFError at the end, 
 class Repl:
     """The loop and its state: the conversation, k and the output mode."""
 
-    def __init__(self, engine: Engine, out: Console, err: Console) -> None:
+    def __init__(self, engine: Engine, out: Console, err: Console, question_log: FeedbackStore) -> None:
         self.engine = engine
+        self.question_log = question_log
         self.out = out
         self.err = err
         self.history: list[Turn] = []
@@ -86,6 +88,7 @@ class Repl:
 
     def ask(self, question: str) -> None:
         answer = self.engine.ask(question, self.history, k=self.k)
+        self.question_log.record_answer(answer, "repl")
         self.history.append(answer.turn())
         if self.json_mode:
             render_json(answer.to_json(), self.out)
@@ -206,7 +209,7 @@ def main(settings: Settings) -> int:
     # Piped: the banner goes to stderr, so stdout holds only answers.
     (out if interactive else err).print(banner(len(documents), engine.store.location), markup=False, soft_wrap=True)
     read_line = terminal_reader(settings.data_dir / HISTORY_FILE) if interactive else plain_reader
-    return Repl(engine, out, err).run(read_line)
+    return Repl(engine, out, err, FeedbackStore.for_settings(settings)).run(read_line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,8 +2,14 @@
 
 Two collections live in one Chroma database, embedded under `CITEBOT_DATA_DIR` or on a Chroma server:
 - `<collection>`: one record per chunk, with its embedding and its offsets into the document text;
-- `<collection>__documents`: one record per document (keyed by content hash) with its sources, and a state
-  record whose generation changes on every write, so running engines notice new documents.
+- `<collection>__documents`: one record per document (keyed by content hash) with its sources and its whole text,
+  and a state record whose generation changes on every write, so running engines notice new documents.
+
+Why the whole text is kept (as the document record's Chroma `document`): the console shows a cited passage in its
+document, and the chunks do not add up to the text (headings and the space between sentences fall outside them).
+Keeping it in Chroma, not in a local file, lets a console on another machine read it from a shared Chroma server.
+Documents indexed before the text was kept are rebuilt from their chunks, with blanks where the gaps were, so
+every citation's offsets still land on its quote.
 
 A document record is written as *pending* before its chunks and flipped to *ready* after them; readers only use
 chunks of ready documents. That is what keeps an interrupted ingestion from ever exposing half a document, and
@@ -18,7 +24,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -241,19 +247,46 @@ class ChunkStore:
                 records[doc_id] = record
         return records
 
-    def put_documents(self, records: Sequence[DocumentRecord]) -> None:
-        """Insert or update document records, then bump the generation so readers reload."""
+    def put_documents(self, records: Sequence[DocumentRecord], texts: Mapping[str, str] | None = None) -> None:
+        """Insert or update document records, then bump the generation so readers reload.
+
+        `texts` (doc_id -> the document's text) is given when a document is first written; an update without it
+        keeps the stored text (Chroma's upsert leaves fields it is not given alone).
+        """
         if not records:
             return
         for part in self._batched(records):
+            extra = {"documents": [texts[record.doc_id] for record in part]} if texts else {}
             self._call(
                 "write document records",
                 self._document_collection.upsert,
                 ids=[record.doc_id for record in part],
                 embeddings=[_PLACEHOLDER_VECTOR] * len(part),
                 metadatas=[_document_metadata(record) for record in part],
+                **extra,
             )
         self._bump_generation()
+
+    def document_text(self, doc_id: str) -> tuple[str, bool] | None:
+        """The text of a ready document and whether it is complete (False: rebuilt from its chunks, see the module
+        docstring); None for an unknown document."""
+        result = self._call(
+            "read a document", self._document_collection.get, ids=[doc_id], include=["documents", "metadatas"]
+        )
+        metadatas = result["metadatas"] or []
+        if not metadatas or metadatas[0].get("kind") != "document" or not metadatas[0].get("ready"):
+            return None
+        text = (result["documents"] or [None])[0]
+        if text:
+            return str(text), True
+        rebuilt: list[str] = []
+        length = 0
+        for chunk in sorted((chunk for chunk, _ in self.chunks_of([doc_id])), key=lambda chunk: chunk.start):
+            if chunk.end > length:
+                piece = " " * (chunk.start - length) + chunk.text[max(length - chunk.start, 0) :]
+                rebuilt.append(piece)
+                length = chunk.end
+        return "".join(rebuilt), False
 
     def _batched(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         """Chroma refuses writes larger than its maximum batch size (5,461 records embedded)."""

@@ -160,7 +160,7 @@ class IngestPipeline:
             chunks = [chunk for _, _, doc_chunks in batch for chunk in doc_chunks]
             vectors = self._embedder.embed_documents([embedding_text(chunk) for chunk in chunks])
             sentences = embed_sentences(chunks, self._embedder)
-            self._store.put_documents(records)
+            self._store.put_documents(records, texts={doc_id: document.text for doc_id, document, _ in batch})
             try:
                 self._store.add_chunks(chunks, vectors, sentences)
             except BaseException:

@@ -16,6 +16,7 @@ import pytest
 from bot.config import Settings
 from bot.embeddings import HashingEmbedder
 from bot.store import ChunkStore
+from tests import browser
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
@@ -116,3 +117,10 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the folder of the console's screenshots (taken by tests/test_web_browser.py) at the end of the run."""
+    shots = browser.screenshots_taken()
+    if shots is not None:
+        terminalreporter.write_line(f"console screenshots: {shots}")

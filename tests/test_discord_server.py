@@ -337,7 +337,10 @@ async def test_votes_are_acknowledged_first_and_record_where_they_were_cast(sett
 
         def row() -> tuple[str, ...] | None:
             with sqlite3.connect(path) as db:
-                return db.execute("SELECT vote, guild_id, channel_id, message_id FROM votes").fetchone()
+                try:
+                    return db.execute("SELECT vote, guild_id, channel_id, message_id FROM votes").fetchone()
+                except sqlite3.OperationalError:  # the question log's writer has not created its tables yet
+                    return None
 
         await fake.wait_until(lambda: row() is not None, WAIT, "the vote")
         assert row() == ("down", fake.guild.id, fake.default_channel_id, message_id)
@@ -356,6 +359,7 @@ def _vote_many(path: str, answer_ids: list[str], voter: int, start: Any) -> None
 def test_several_processes_voting_at_once_lose_no_vote(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path / "feedback.sqlite3")
     answer_ids = [store.record_answer(Answer(f"q{i}", "a", (), "answered")) for i in range(50)]
+    store.close()  # written, and no writer thread left for the forked workers to inherit mid-transaction
     context = multiprocessing.get_context("fork")  # the workers only open SQLite: nothing to inherit badly
     start = context.Event()
     workers = [

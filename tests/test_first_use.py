@@ -114,7 +114,7 @@ async def test_discord_on_an_empty_index_warns_at_start_and_replies_how_to_fill_
             await fake.wait_until(lambda: bool(fake.synced_commands(fake.guild.id)), 60, "the commands synced")
             await fake.wait_for_session(timeout=30)
             interaction = await fake.dispatch_slash_command("ask", {"question": "why Seoul?"})
-            reply = await fake.wait_for_followup(interaction, 30)
+            reply = await fake.wait_for_original_edit(interaction, 30)  # the answer replaces "thinking…"
             assert reply.json["content"] == (  # markdown-escaped for Discord, without the server's paths
                 r"I can't answer that: the index is empty: run \`citebot ingest corpus/\` (or \`make run\`)."
             )

@@ -29,6 +29,7 @@ from bot.discord_app.bot import AnswerEngine, CitebotBot
 from bot.discord_app.errors import DiscordSetupError
 from bot.discord_app.logs import RedactToken, install_redaction, setup_logging
 from bot.feedback import FeedbackStore
+from bot.web import console_alongside
 
 __all__ = ["CitebotBot", "DiscordSetupError", "RedactToken", "main", "serve"]
 
@@ -200,6 +201,9 @@ def main(settings: Settings) -> int:
     engine = Engine(settings)
     feedback = FeedbackStore.for_settings(settings)
     try:
-        return asyncio.run(serve(settings, engine, feedback))
+        with console_alongside(settings, engine, feedback):  # CITEBOT_WEB_PORT: the console in this process too
+            return asyncio.run(serve(settings, engine, feedback))
     except KeyboardInterrupt:
         return 0
+    finally:
+        feedback.close()

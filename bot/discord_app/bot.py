@@ -281,9 +281,12 @@ class CitebotBot(commands.AutoShardedBot):
         finally:
             self.answer_slots.release()
 
-    async def record_answer(self, answer: Answer) -> str:
-        """Store the answer for feedback (SQLite, so in a thread); returns the id its vote buttons carry."""
-        return await asyncio.to_thread(self.feedback.record_answer, answer)
+    async def record_answer(
+        self, answer: Answer, user: discord.abc.User, channel_id: int | None, guild_id: int | None
+    ) -> str | None:
+        """Log the answer with where it was posted and who asked (queued, so it never waits for the disk); returns
+        the id its vote buttons carry, None when the question log is off."""
+        return self.feedback.record_answer(answer, "discord", guild_id=guild_id, channel_id=channel_id, user_id=user.id)
 
     def allowed_channel(self, channel: discord.abc.Snowflake) -> bool:
         """Whether mentions are answered here; threads count as their parent channel."""

@@ -63,10 +63,13 @@ def _blockquote(text: str) -> str:
 
 
 def citation_location(citation: Citation) -> str:
-    """Where the quote is: the source path, the character span and the page, for checking it by hand."""
+    """Where the quote is: the source path, the character span and the page, for checking it by hand, and the link
+    to the passage in the console when there is one."""
     source = citation.source.replace("`", "'")
     where = f"`{shorten(source, 300)}` · chars {citation.start}–{citation.end}"
-    return f"{where} (page {citation.page})" if citation.page is not None else where
+    if citation.page is not None:
+        where += f" (page {citation.page})"
+    return f"{where} · [read in context]({citation.link})" if citation.link else where
 
 
 def citation_field(citation: Citation, value_limit: int = FIELD_VALUE_LIMIT) -> tuple[str, str]:

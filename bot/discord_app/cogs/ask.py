@@ -83,7 +83,9 @@ class AskCog(commands.Cog):
         async with self.bot.job(lambda: fill(content=RESTARTING, embed=None, view=None)):
             try:
                 answer = await self.bot.answer(question, start_by=self.bot.start_by(interaction))
-                answer_id = await self.bot.record_answer(answer)
+                answer_id = await self.bot.record_answer(
+                    answer, interaction.user, interaction.channel_id, interaction.guild_id
+                )
             except Exception as exc:
                 where = f"/ask by {interaction.user.id} in {interaction.channel_id}"
                 await fill(content=render_error(polite_message(exc, where)), embed=None, view=None)
@@ -208,7 +210,8 @@ class AskCog(commands.Cog):
                 await target.typing()
             try:
                 answer = await self.bot.answer(question, history)
-                answer_id = await self.bot.record_answer(answer)
+                guild_id = message.guild.id if message.guild else None
+                answer_id = await self.bot.record_answer(answer, message.author, getattr(target, "id", None), guild_id)
             except Exception as exc:
                 where = f"message {message.id} by {message.author.id} in {message.channel.id}"
                 await self.send(target, reference, content=render_error(polite_message(exc, where)))

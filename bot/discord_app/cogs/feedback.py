@@ -66,11 +66,13 @@ class FeedbackButton(
             await interaction.followup.send(problem, ephemeral=True)
 
 
-def feedback_view(answer_id: str) -> discord.ui.View:
-    """The two vote buttons for one posted answer (no timeout: they must work for as long as the message lives)."""
+def feedback_view(answer_id: str | None) -> discord.ui.View:
+    """The two vote buttons for one posted answer (no timeout: they must work for as long as the message lives);
+    no buttons when the answer was not logged (`CITEBOT_QUESTION_LOG=false`), since a vote could not be stored."""
     view = discord.ui.View(timeout=None)
-    view.add_item(FeedbackButton("up", answer_id))
-    view.add_item(FeedbackButton("down", answer_id))
+    if answer_id is not None:
+        view.add_item(FeedbackButton("up", answer_id))
+        view.add_item(FeedbackButton("down", answer_id))
     return view
 
 
