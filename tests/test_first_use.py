@@ -38,9 +38,47 @@ the early morning tide until well after the last evening train has arrived at th
 
 The ferry crews are trained by the harbour board, which also keeps the tide tables and the lanterns on both piers.
 """
-ANSWERED = "What does the harbour ferry carry?"  # the first sentence answers it
-CLOSEST = "When did the harbour ferry service start?"  # on topic, but no date anywhere: the closest passage
+CARRIES = (
+    "The harbour ferry carries passengers, bicycles and small delivery carts across the bay every twenty minutes, "
+    "from the early morning tide until well after the last evening train has arrived at the station."
+)
+
+# citebot, with the engine's answers fixed per kind of question, so these tests see the rendering of each support
+# tier whatever the answerer decides (its decisions are tested elsewhere). Everything else is the real CLI.
+STUB_ANSWERS = f"""
+import sys
+from dataclasses import replace
+from bot.engine import Engine, clean_question
+from bot.types import Answer, Citation
+
+CARRIES = {CARRIES!r}
+TITLE = {FERRY.splitlines()[0][2:]!r}
+SOURCE = "corpus/{FERRY_FILE}"
+cited = (Citation(1, SOURCE, TITLE, 103, 103 + len(CARRIES), CARRIES, 0.61),)
+ANSWERS = {{
+    "carry": Answer("", CARRIES[:-1] + " [1].", cited, "answered", 0.83),
+    "bikes": Answer("", "Passengers, bicycles and carts ride it every twenty minutes [1].", cited, "answered", 0.77),
+    "start": Answer("", "The corpus doesn't say exactly; the closest passage is: “" + CARRIES[:-1] + " [1].”",
+                    cited, "closest", 0.41),
+    "ticket": Answer("", "The corpus doesn't say (it doesn't mention tickets).", (), "none", 0.05),
+}}
+
+def ask(self, question, history=(), k=None):
+    clean_question(question)  # the engine's own checks of the question (empty, too long)
+    return replace(next(a for key, a in ANSWERS.items() if key in question), question=question)
+
+Engine.ask = ask
+from bot.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+ANSWERED = "What does the harbour ferry carry?"  # an extractive answer: the quote itself
+REWORDED = "Can I take bikes on the ferry?"  # an answer in other words (an LLM's): the quote is shown too
+CLOSEST = "When did the harbour ferry service start?"  # the closest passage
 NOTHING = "How much does a ticket cost?"  # nothing relevant
+
+
+def stubbed(*args: str) -> list[str]:
+    return [sys.executable, "-c", STUB_ANSWERS, *args]
 
 
 def screen_lines(raw: bytes) -> list[str]:
@@ -271,44 +309,60 @@ def test_make_setup_says_what_it_installs_before_pip_runs(tmp_path: Path) -> Non
 
 def test_answers_fit_the_terminal_with_hanging_indents(ferry: dict[str, str], tmp_path: Path) -> None:
     columns = 60
-    status, lines = run_on_terminal([str(VENV_BIN / "citebot"), "ask", CLOSEST], ferry, tmp_path, columns)
-    assert status == 0
-    shown = [line for line in lines if line.strip()]
-    assert all(len(line) <= columns for line in shown), shown
-    assert shown[0] == "The corpus doesn't say. The closest passage I found is [1],"  # wrapped at 60
-    assert any(line.startswith("closest passage, not a direct answer · confidence ") for line in shown)
-    entry = shown[next(i for i, line in enumerate(shown) if line.startswith("[1] ")) :]
-    assert len(entry) > 5 and all(line.startswith("    ") for line in entry[1:]), entry  # all under the marker
-    assert "“# The harbour ferry service" in entry[2], "the closest passage is quoted"
-    assert entry[-1].strip().startswith("corpus/harbour-ferry-notes-") and "…" in entry[-1]
 
-    status, lines = run_on_terminal([str(VENV_BIN / "citebot"), "ask", ANSWERED], ferry, tmp_path, columns)
-    shown = [line for line in lines if line.strip()]
-    assert status == 0 and shown[0].startswith("The harbour ferry carries passengers, bicycles and small")
-    assert all(len(line) <= columns for line in shown), shown
-    assert not any("“" in line for line in shown), "an extractive answer is its quotes: they are not repeated"
-    assert re.match(r"^confidence \d\.\d\d$", next(line for line in shown if line.startswith("confidence")))
+    def ask(question: str) -> list[str]:
+        status, lines = run_on_terminal(stubbed("ask", question), ferry, tmp_path, columns)
+        shown = [line for line in lines if line.strip()]
+        assert status == 0 and all(len(line) <= columns for line in shown), shown
+        return shown
+
+    answered = ask(ANSWERED)
+    assert answered[0] == "The harbour ferry carries passengers, bicycles and small"  # wrapped at 60
+    assert answered[answered.index("confidence 0.83") + 1].startswith("[1] The harbour ferry service and its long")
+    entry = answered[answered.index("confidence 0.83") + 1 :]
+    assert all(line.startswith("    ") for line in entry[1:]), entry  # everything of a source stays under its number
+    assert not any("“" in line for line in answered), "an extractive answer is its quotes: they are not printed twice"
+    assert entry[-1].strip().startswith("corpus/harbour-ferry-notes-") and "…" in entry[-1]  # a path, shortened
+
+    reworded = ask(REWORDED)
+    entry = reworded[reworded.index("confidence 0.77") + 1 :]
+    quote = [line for line in entry if "“" in line or "”" in line]
+    assert len(quote) == 1 or (len(quote) == 2 and quote[0].startswith("    “The harbour ferry carries"))
+    assert all(line.startswith("    ") for line in entry[1:]), entry
+
+    closest = ask(CLOSEST)
+    assert closest[0] == "The corpus doesn't say exactly; the closest passage is: “The"
+    assert "closest passage, not a direct answer · confidence 0.41" in closest
+    assert sum("harbour ferry carries" in line for line in closest) == 1, "the quote, once"
+
+    assert ask(NOTHING) == ["The corpus doesn't say (it doesn't mention tickets).", "confidence 0.05"]
 
 
 def test_piped_answers_are_not_wrapped(ferry: dict[str, str], tmp_path: Path) -> None:
-    env = {**ferry, "COLUMNS": "60"}
-    lines = citebot("ask", CLOSEST, env=env, cwd=tmp_path).stdout.splitlines()
-    assert lines[0] == "The corpus doesn't say. The closest passage I found is [1], but it doesn't answer the question."
-    quote = next(line for line in lines if line.startswith("    “"))
-    assert quote.endswith("the lanterns on both piers.”") and len(quote) > 400
-    assert f"    corpus/{FERRY_FILE}:0-" in lines[-1]
+    result = subprocess.run(
+        stubbed("ask", REWORDED), env={**ferry, "COLUMNS": "60"}, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.stdout.splitlines() == [
+        "Passengers, bicycles and carts ride it every twenty minutes [1].",
+        "confidence 0.77",
+        "[1] The harbour ferry service and its long history of crossings between the northern and southern piers",
+        f"    “{CARRIES}”",
+        f"    corpus/{FERRY_FILE}:103-{103 + len(CARRIES)}",
+    ]
 
 
 def test_batch_answers_each_start_with_their_question(ferry: dict[str, str], tmp_path: Path) -> None:
     questions = [ANSWERED, "", CLOSEST, "x" * 1200, NOTHING]
-    result = citebot("ask", env=ferry, cwd=tmp_path, stdin="\n".join(questions) + "\n")
+    result = subprocess.run(
+        stubbed("ask"), input="\n".join(questions) + "\n", env=ferry, cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 1  # one question failed
     assert result.stderr == "citebot: line 4: the question is 1200 characters long; keep it under 1000\n"
     blocks = result.stdout.rstrip("\n").split("\n\n")
     assert [block.splitlines()[0] for block in blocks] == [f"Q: {ANSWERED}", f"Q: {CLOSEST}", f"Q: {NOTHING}"]
-    assert blocks[0].splitlines()[1].startswith("The harbour ferry carries passengers")
-    assert "closest passage, not a direct answer" in blocks[1]
-    assert blocks[2].splitlines()[1:] == ["The corpus doesn't say.", "confidence 0.00"]
+    assert blocks[0].splitlines()[1] == CARRIES[:-1] + " [1]."
+    assert "closest passage, not a direct answer · confidence 0.41" in blocks[1].splitlines()
+    assert blocks[2].splitlines()[1:] == ["The corpus doesn't say (it doesn't mention tickets).", "confidence 0.05"]
 
 
 def test_sources_never_split_a_path(ferry: dict[str, str], tmp_path: Path) -> None:

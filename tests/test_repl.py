@@ -182,7 +182,9 @@ def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[...
     repl = start_repl()
     repl.expect("2 documents indexed", ":help", PROMPT)
 
-    repl.line("why Seoul?", "neutral staging ground", "[1]", "China sends He Lifeng to Seoul")
+    repl.line(
+        "What did Bessent praise in Davos?", "soybeans and rare earths", "[1]", "Bessent meets He Lifeng in Davos"
+    )
     repl.line(":sources", "2 indexed documents", "China sends He Lifeng to Seoul", "Bessent meets He Lifeng in Davos")
     repl.line(":k 3", "Passages per question: 3.")
     repl.line(":k 0", "error: :k needs a whole number from 1 to 50")
@@ -243,7 +245,9 @@ def test_repl_quit_and_empty_index(start_repl: Callable[..., Terminal], settings
 def test_repl_reads_piped_lines(ingested: Settings, tmp_path: Path) -> None:
     """Not a terminal: plain lines in, answers out on stdout, the banner and errors on stderr."""
     too_long = "why " * 300
-    questions = f"why Seoul?\n:k 99\n{too_long}\n:json\nWho leads China's delegation in Seoul?\n\n"
+    questions = (
+        f"What did Bessent praise in Davos?\n:k 99\n{too_long}\n:json\nWho leads China's delegation in Seoul?\n\n"
+    )
     result = subprocess.run(
         repl_command(),
         input=questions,
@@ -255,7 +259,7 @@ def test_repl_reads_piped_lines(ingested: Settings, tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "neutral staging ground" in result.stdout
+    assert "soybeans and rare earths" in result.stdout
     assert "2 documents indexed" in result.stderr
     assert "error: :k needs a whole number from 1 to 50, got '99'" in result.stderr
     assert "error: the question is 1199 characters long" in result.stderr
@@ -289,13 +293,13 @@ sys.exit(main(load_settings()))
 def test_ctrl_c_while_answering_cancels_the_question(ingested: Settings, start_repl: Callable[..., Terminal]) -> None:
     repl = start_repl([sys.executable, "-c", SLOW_REPL])
     repl.expect("2 documents indexed", PROMPT)
-    repl.line("why Seoul?", "neutral staging ground")
+    repl.line("What did Bessent praise in Davos?", "soybeans")
     repl.send("why Seoul, slowly?\r")
     repl.expect("(thinking slowly)")
     repl.send(b"\x03")
     repl.expect("Cancelled", PROMPT, timeout=10)
     assert repl.alive()
-    repl.line("why Seoul?", "neutral staging ground")
+    repl.line("What did Bessent praise in Davos?", "soybeans")
     reply = repl.line("explode, please", "error: unexpected RuntimeError: boom")
     assert "second line" not in reply
     repl.send(b"\x04")
