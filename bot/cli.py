@@ -11,7 +11,7 @@ import gc
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,9 +106,9 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
-def open_index(settings: Settings) -> tuple[ChunkStore, Embedder]:
+def open_index(settings: Settings, notice: Callable[[str], None] = announce) -> tuple[ChunkStore, Embedder]:
     """The store and the batch embedder for ingestion (the model loads on the first document to embed)."""
-    embedder = create_embedder(settings.embedding_model, settings.embedding_device, announce=announce)
+    embedder = create_embedder(settings.embedding_model, settings.embedding_device, announce=notice)
     return ChunkStore(settings, embedder), embedder
 
 
@@ -156,11 +156,11 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     for root in roots:
         if not root.exists():
             raise UsageError(f"no such file or folder: {root}; pass paths that exist (default: corpus/)")
-    store, embedder = open_index(settings)
     with progress_reporter(enabled=not args.json) as progress:
+        store, embedder = open_index(settings, progress.announce)
         report = IngestPipeline(store, embedder, progress=progress).run(roots, dry_run=args.dry_run)
         try:
-            prepare_query_embedder(settings, embedder, announce)
+            prepare_query_embedder(settings, embedder, progress.announce)
         except EmbeddingError as exc:  # the ingestion itself succeeded; the first question will try again
             print(f"citebot: ingested, but {exc}; the first question will try again", file=sys.stderr)
     if args.json:
@@ -292,9 +292,16 @@ def run_default(args: argparse.Namespace, settings: Settings) -> int:
     if settings.discord_token is not None:
         print("citebot: DISCORD_TOKEN is set, starting the Discord bot (Ctrl-C to stop)", file=sys.stderr)
         return run_discord(args, settings)
-    print(
+    from rich.console import Console
+
+    from bot.render import paragraph
+
+    # Wrapped like everything else on a terminal: this is the first line a new user reads after `make run`.
+    paragraph(
+        Console(stderr=True, highlight=False),
         "citebot: DISCORD_TOKEN is not set, starting the local REPL (set it in .env to run the Discord bot)",
-        file=sys.stderr,
+        indent=4,
+        first="",
     )
     return run_repl(args, settings)
 
