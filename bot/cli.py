@@ -16,10 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+
 from bot.config import Settings, load_settings
 from bot.embeddings import Embedder, create_embedder, create_query_embedder, prepare_query_embedder
 from bot.errors import CitebotError, ConfigError, EmbeddingError, EmptyIndexError, QuestionError
 from bot.progress import announce, progress_reporter
+from bot.render import paragraph
 from bot.store import ChunkStore
 
 if TYPE_CHECKING:
@@ -106,6 +109,12 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
+def complain(message: str) -> None:
+    """A `citebot:` line on stderr: wrapped at word boundaries (with a hanging indent) on a terminal, one line in
+    logs and pipes."""
+    paragraph(Console(stderr=True, highlight=False), f"citebot: {message}", indent=4, first="")
+
+
 def open_index(settings: Settings, notice: Callable[[str], None] = announce) -> tuple[ChunkStore, Embedder]:
     """The store and the batch embedder for ingestion (the model loads on the first document to embed)."""
     embedder = create_embedder(settings.embedding_model, settings.embedding_device, announce=notice)
@@ -133,19 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except KeyboardInterrupt:
         if args.command == "ingest":
-            print(
-                "citebot: interrupted; every file is still indexed, in its old or its new version "
-                "(run again to finish)",
-                file=sys.stderr,
-            )
+            complain("interrupted; every file is still indexed, in its old or its new version (run again to finish)")
         else:
-            print("citebot: interrupted", file=sys.stderr)
+            complain("interrupted")
         return EXIT_INTERRUPTED
     except (UsageError, ConfigError) as exc:
-        print(f"citebot: {exc}", file=sys.stderr)
+        complain(str(exc))
         return EXIT_USAGE
     except CitebotError as exc:
-        print(f"citebot: {exc}", file=sys.stderr)
+        complain(str(exc))
         return EXIT_FAILED
 
 
@@ -162,7 +167,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
         try:
             prepare_query_embedder(settings, embedder, progress.announce)
         except EmbeddingError as exc:  # the ingestion itself succeeded; the first question will try again
-            print(f"citebot: ingested, but {exc}; the first question will try again", file=sys.stderr)
+            complain(f"ingested, but {exc}; the first question will try again")
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -210,7 +215,7 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
     batch = not args.question
     if batch:
         if sys.stdin.isatty():
-            print("citebot: reading questions from the terminal, one per line (Ctrl-D to end)", file=sys.stderr)
+            complain("reading questions from the terminal, one per line (Ctrl-D to end)")
         questions: Iterable[tuple[int, str]] = ((n, line.rstrip("\n")) for n, line in enumerate(sys.stdin, 1))
     else:
         questions = [(1, " ".join(args.question))]
@@ -226,7 +231,7 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
             if args.json:
                 print(json.dumps({"question": question, "error": str(exc)}), flush=True)
             else:
-                print(f"citebot: {f'line {line_number}: ' if batch else ''}{exc}", file=sys.stderr, flush=True)
+                complain(f"{f'line {line_number}: ' if batch else ''}{exc}")
             continue
         question_log.record_answer(answer, "cli")
         if args.json:
@@ -267,7 +272,7 @@ def run_discord(args: argparse.Namespace, settings: Settings) -> int:
         # worth knowing before anyone asks (the bot still starts: it notices documents ingested later).
         store, _ = open_index(settings)
         if not store.documents():
-            print(f"citebot: {EmptyIndexError(store.location)}; the bot starts anyway", file=sys.stderr)
+            complain(f"{EmptyIndexError(store.location)}; the bot starts anyway")
     return discord_main(settings)
 
 
@@ -290,19 +295,9 @@ def run_web(args: argparse.Namespace, settings: Settings) -> int:
 def run_default(args: argparse.Namespace, settings: Settings) -> int:
     """`make run`: the Discord bot when a token is configured, else the local REPL; say which and why."""
     if settings.discord_token is not None:
-        print("citebot: DISCORD_TOKEN is set, starting the Discord bot (Ctrl-C to stop)", file=sys.stderr)
+        complain("DISCORD_TOKEN is set, starting the Discord bot (Ctrl-C to stop)")
         return run_discord(args, settings)
-    from rich.console import Console
-
-    from bot.render import paragraph
-
-    # Wrapped like everything else on a terminal: this is the first line a new user reads after `make run`.
-    paragraph(
-        Console(stderr=True, highlight=False),
-        "citebot: DISCORD_TOKEN is not set, starting the local REPL (set it in .env to run the Discord bot)",
-        indent=4,
-        first="",
-    )
+    complain("DISCORD_TOKEN is not set, starting the local REPL (set it in .env to run the Discord bot)")
     return run_repl(args, settings)
 
 

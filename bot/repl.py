@@ -20,7 +20,7 @@ from bot.embeddings import create_query_embedder
 from bot.errors import CitebotError, EmptyIndexError
 from bot.feedback import FeedbackStore
 from bot.progress import announce
-from bot.render import plural, render_answer, render_json, render_sources
+from bot.render import paragraph, plural, render_answer, render_json, render_sources
 from bot.types import Turn
 
 if TYPE_CHECKING:
@@ -132,10 +132,10 @@ class Repl:
         self.info(f"Passages per question: {value}.")
 
     def info(self, message: str) -> None:
-        self.out.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)
+        paragraph(self.out, message, indent=4, first="", style="dim")
 
     def error(self, message: str) -> None:
-        self.err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+        paragraph(self.err, f"error: {message}", indent=4, first="", style="red")
 
 
 def one_line(exc: BaseException) -> str:
@@ -200,11 +200,11 @@ def main(settings: Settings) -> int:
         err.print("citebot: interrupted while loading", markup=False)
         return EXIT_INTERRUPTED
     except CitebotError as exc:
-        err.print(f"citebot: {exc}", markup=False, soft_wrap=True)
+        paragraph(err, f"citebot: {exc}", indent=4, first="")
         return EXIT_FAILED
     except Exception as exc:
         log.debug("the REPL could not start", exc_info=True)
-        err.print(f"citebot: {one_line(exc)}", markup=False, soft_wrap=True)
+        paragraph(err, f"citebot: {one_line(exc)}", indent=4, first="")
         return EXIT_FAILED
     # Piped: the banner goes to stderr, so stdout holds only answers.
     (out if interactive else err).print(banner(len(documents), engine.store.location), markup=False, soft_wrap=True)
