@@ -19,6 +19,8 @@ from typing import cast
 # name -> module, in the order `python -m bench` runs them. Add new benchmark modules here.
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest_bbc",
+    "answers": "bench.answers",
+    "feed": "bench.feed_bbc",
     "squad": "bench.squad",
     "latency": "bench.latency",
     "startup": "bench.startup",
@@ -26,6 +28,8 @@ BENCHMARKS: dict[str, str] = {
 }
 
 _NOT_BENCHMARKS = {"__init__", "__main__", "common"}
+# `python -m bench train` runs too (a module of this package with a `main()`), but it writes the answerer's model
+# files, so `make bench` never runs it.
 
 
 def resolve(name: str) -> str | None:

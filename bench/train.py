@@ -105,6 +105,7 @@ class Group:
     held_aside: bool
     weight: float = 1.0
     quotes: list[str] = field(default_factory=list)
+    keys: list[tuple[str, int]] = field(default_factory=list)  # (chunk id, sentence index) of each candidate
 
 
 def _stable_fraction(text: str) -> float:
@@ -126,9 +127,12 @@ def collect(engine: Engine, items: Iterable[Item], source: str) -> list[Group]:
             if question.more:
                 continue
             retrieval = engine.retrieve(question, engine.settings.top_k)
+            question = retrieval.question  # now with its vector
             grounding = answerer.grounding.check(question, retrieval.hits, retrieval.snapshot.keyword)
             sentences = answerer.vectors.get([hit.chunk for hit in retrieval.hits], retrieval.snapshot.sentences)
-            found = candidates(question, retrieval.hits, sentences, retrieval.snapshot.keyword, grounding)
+            found = candidates(
+                question, retrieval.hits, sentences, retrieval.snapshot.keyword, grounding, answerer.static
+            )
             if not found:
                 continue
             labels = np.asarray([answerable and any(g in c.quote for g in gold) for c in found], dtype=np.float32)
@@ -141,6 +145,7 @@ def collect(engine: Engine, items: Iterable[Item], source: str) -> list[Group]:
                     answerable,
                     held_aside,
                     quotes=[c.quote for c in found],
+                    keys=[(c.hit.chunk.id, c.index) for c in found],
                 )
             )
     return groups

@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = _command(commands, "ingest", help="add, update and remove corpus documents in the index")
     add_ingest_arguments(ingest)
 
-    _command(commands, "sources", help="list the indexed documents")
+    sources = _command(commands, "sources", help="list the indexed documents, with dates and origin")
+    sources.add_argument(
+        "--origin", choices=["file", "url", "feed", "sitemap"], action="append", help="only documents that came so"
+    )
+    sources.add_argument("--since", metavar="DATE", help="only documents published on or after DATE (2025-05-01)")
+    sources.add_argument("--until", metavar="DATE", help="only documents published on or before DATE")
+    sources.add_argument("--json", action="store_true", help="print one JSON object per document")
+
+    watch = _command(commands, "watch", help="keep the folders, URLs and feeds of a source list ingested")
+    watch.add_argument("--sources", type=Path, default=None, metavar="FILE", help="the source list (sources.toml)")
 
     ask = _command(commands, "ask", help="answer a question (or one per line from stdin) with citations")
     ask.add_argument("question", nargs="*", help="the question; without it, read one question per line from stdin")
@@ -56,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("-k", type=_positive_int, default=None, metavar="N", help="passages to retrieve (default 5)")
 
     _command(commands, "repl", help="ask questions interactively, with follow-ups")
-    _command(commands, "discord", help="run the Discord bot (needs DISCORD_TOKEN)")
+    discord = _command(commands, "discord", help="run the Discord bot (needs DISCORD_TOKEN)")
+    discord.add_argument("--watch", action="store_true", help="also keep the source list ingested (CITEBOT_WATCH)")
     feedback = _command(commands, "feedback", help="work with the question log's 👍/👎 votes and declined questions")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
     export = _command(feedback_commands, "export", help="write the feedback as `citebot eval` JSONL lines")
@@ -104,9 +115,15 @@ def _port(text: str) -> int:
 
 
 def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders (default: corpus/)")
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="PATH|URL",
+        help="files, folders, or http(s) URLs of pages, RSS/Atom feeds and sitemaps (default: corpus/)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="show what would change without writing")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--prune", action="store_true", help="remove pages that a feed or sitemap no longer lists")
 
 
 def complain(message: str) -> None:
@@ -157,13 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.pipeline import IngestPipeline
 
-    roots: list[Path] = args.paths or [Path("corpus")]
-    for root in roots:
-        if not root.exists():
-            raise UsageError(f"no such file or folder: {root}; pass paths that exist (default: corpus/)")
+    targets = ingest_targets(args.targets or ["corpus"])
     with progress_reporter(enabled=not args.json) as progress:
         store, embedder = open_index(settings, progress.announce)
-        report = IngestPipeline(store, embedder, progress=progress).run(roots, dry_run=args.dry_run)
+        pipeline = IngestPipeline.for_settings(settings, store, embedder, progress=progress)
+        report = pipeline.run(targets, dry_run=args.dry_run, prune=args.prune)
         try:
             prepare_query_embedder(settings, embedder, progress.announce)
         except EmbeddingError as exc:  # the ingestion itself succeeded; the first question will try again
@@ -177,11 +192,75 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return report.exit_code
 
 
-def run_sources(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.render import render_sources
+def ingest_targets(raw: Sequence[str]) -> list[str | Path]:
+    """Command-line targets as the pipeline takes them: URLs as text, everything else as a path that exists."""
+    from ingest.fetch import check_url, is_url
 
+    targets: list[str | Path] = []
+    for target in raw:
+        if is_url(target):
+            try:
+                targets.append(check_url(target))
+            except CitebotError as exc:
+                raise UsageError(str(exc)) from None
+        elif not Path(target).exists():
+            raise UsageError(
+                f"no such file or folder: {target}; pass paths that exist or http(s) URLs (default: corpus/)"
+            )
+        else:
+            targets.append(Path(target))
+    return targets
+
+
+def run_sources(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.render import render_sources, source_json
+    from bot.timeframe import published_between
+
+    since, until = _day_bound(args.since, "--since"), _day_bound(args.until, "--until", end=True)
     store, _ = open_index(settings)
-    render_sources(sorted(store.documents().values(), key=lambda record: record.source))
+    records = [
+        record
+        for record in sorted(store.documents().values(), key=lambda record: record.source)
+        if (not args.origin or record.origin in args.origin) and published_between(record.published, since, until)
+    ]
+    if args.json:
+        for record in records:
+            print(json.dumps(source_json(record), ensure_ascii=False))
+    else:
+        render_sources(records)
+    return 0
+
+
+def _day_bound(text: str | None, option: str, end: bool = False) -> datetime | None:
+    """The start (or the end, exclusive) of the day, month or year that `--since`/`--until` names."""
+    from bot.timeframe import period
+
+    if text is None:
+        return None
+    named = period(text, datetime.now(UTC))
+    if named is None or named.start is None or named.end is None:
+        raise UsageError(f"{option} {text!r} is not a date; write it as 2025-05-01, 2025-05, 2025 or 1 May 2025")
+    return named.end if end else named.start
+
+
+def run_watch(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from bot.progress import plain_progress
+    from ingest.pipeline import IngestPipeline
+    from ingest.sources import load_sources
+    from ingest.watch import Watcher
+
+    sources = load_sources(args.sources or settings.sources_file)
+    store, embedder = open_index(settings)
+    pipeline = IngestPipeline.for_settings(settings, store, embedder, progress=plain_progress())
+    watcher = Watcher(pipeline, sources, say=lambda line: print(line, file=sys.stderr, flush=True))
+    signal.signal(signal.SIGTERM, lambda signum, frame: watcher.stop())
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        watcher.stop()
+    print("citebot: watch stopped; every source is indexed in its old or its new version", file=sys.stderr)
     return 0
 
 
@@ -273,6 +352,8 @@ def run_discord(args: argparse.Namespace, settings: Settings) -> int:
         store, _ = open_index(settings)
         if not store.documents():
             complain(f"{EmptyIndexError(store.location)}; the bot starts anyway")
+    if getattr(args, "watch", False):
+        settings = settings.model_copy(update={"watch": True})
     return discord_main(settings)
 
 
@@ -298,6 +379,8 @@ def run_default(args: argparse.Namespace, settings: Settings) -> int:
         complain("DISCORD_TOKEN is set, starting the Discord bot (Ctrl-C to stop)")
         return run_discord(args, settings)
     complain("DISCORD_TOKEN is not set, starting the local REPL (set it in .env to run the Discord bot)")
+    if settings.watch:
+        complain("CITEBOT_WATCH runs with the bot only; run `citebot watch` in another terminal")
     return run_repl(args, settings)
 
 
@@ -311,4 +394,5 @@ _COMMANDS = {
     "feedback": run_feedback,
     "web": run_web,
     "run": run_default,
+    "watch": run_watch,
 }

@@ -177,7 +177,60 @@ class Settings(BaseSettings):
         description="The console's base URL as users reach it; citations then link to their passage there.",
     )
 
-    @field_validator("chroma_host", "llm_model", "llm_base_url", "discord_channels", "discord_shard_ids", "public_url")
+    discord_ingest_roles: str | None = Field(
+        None,
+        validation_alias=_env("CITEBOT_DISCORD_INGEST_ROLES"),
+        description="Comma-separated role names allowed to use /ingest (members with Manage Server always are).",
+    )
+    allow_private_urls: bool = Field(
+        False,
+        validation_alias=_env("CITEBOT_ALLOW_PRIVATE_URLS"),
+        description="Allow fetching from loopback, private and link-local addresses (off: they are refused).",
+    )
+    fetch_timeout: float = Field(
+        20.0,
+        gt=0,
+        validation_alias=_env("CITEBOT_FETCH_TIMEOUT"),
+        description="Seconds a web request may take (connect, each read, and the whole download).",
+    )
+    fetch_max_bytes: int = Field(
+        5_000_000,
+        gt=0,
+        validation_alias=_env("CITEBOT_FETCH_MAX_BYTES"),
+        description="Largest page, feed or sitemap downloaded, in bytes; bigger ones are refused.",
+    )
+    fetch_concurrency: int = Field(
+        4,
+        ge=1,
+        le=32,
+        validation_alias=_env("CITEBOT_FETCH_CONCURRENCY"),
+        description="Pages fetched at once when a feed or sitemap lists many.",
+    )
+    user_agent: str = Field(
+        "citebot/0.1 (document indexer; honours robots.txt)",
+        validation_alias=_env("CITEBOT_USER_AGENT"),
+        description="The User-Agent sent with every web request, and the name robots.txt rules are read for.",
+    )
+    sources_file: Path = Field(
+        Path("sources.toml"),
+        validation_alias=_env("CITEBOT_SOURCES"),
+        description="The source list `citebot watch` keeps ingested (folders, URLs, feeds, with schedules).",
+    )
+    watch: bool = Field(
+        False,
+        validation_alias=_env("CITEBOT_WATCH"),
+        description="Run the source watcher inside `citebot discord` / `citebot run` (same as --watch).",
+    )
+
+    @field_validator(
+        "chroma_host",
+        "llm_model",
+        "llm_base_url",
+        "discord_channels",
+        "discord_shard_ids",
+        "public_url",
+        "discord_ingest_roles",
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -203,6 +256,16 @@ class Settings(BaseSettings):
     @property
     def allowed_channel_ids(self) -> frozenset[int]:
         return frozenset(_int_list(self.discord_channels, "CITEBOT_DISCORD_CHANNELS"))
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where files attached to Discord's /ingest are kept: their path is the source citations name."""
+        return self.data_dir / "uploads"
+
+    @property
+    def ingest_role_names(self) -> frozenset[str]:
+        raw = self.discord_ingest_roles or ""
+        return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
     @property
     def shard_ids(self) -> list[int] | None:

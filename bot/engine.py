@@ -2,6 +2,7 @@
 `Answer`. Every adapter (CLI, REPL, Discord) asks through it and never reaches past it.
 
     prepare (fold a follow-up into its context) -> retrieve (hybrid) -> answer (extractive | LLM) -> Answer
+    (then the date steps of bot/chronology.py: dated passages for date questions, quotes in date order)
 
 The engine is also the composition root: it builds the embedder, the store, the searcher and the answerer from
 the settings (or takes them ready-made, as the tests do), and constructing it touches neither model nor index.
@@ -13,12 +14,14 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from bot.answering import Answerer
 from bot.answering.extractive import ExtractiveAnswerer
 from bot.answering.factory import create_answerer
+from bot.chronology import with_dates
 from bot.config import Settings
 from bot.embeddings import Embedder, create_query_embedder
 from bot.errors import EmptyIndexError, QuestionError
@@ -26,6 +29,7 @@ from bot.keyword import terms
 from bot.links import link_citations
 from bot.retrieval import HybridRetriever, HybridSearcher, Retrieval
 from bot.store import ChunkStore
+from bot.timeframe import without_time_terms
 from bot.types import Answer, DocumentRecord, Question, Support, Turn
 
 MAX_QUESTION_CHARS = 1000
@@ -132,6 +136,8 @@ class Engine:
         snapshot = self.searcher.snapshot()
         retriever = HybridRetriever(searcher=self.searcher, k=k, query_vector=question.vector, snapshot=snapshot)
         hits = tuple(document.metadata["hit"] for document in retriever.invoke(question.search_text))
+        if any(hit.published for hit in hits):  # "in May" is answered by the documents' dates, not by the quotes
+            question = without_time_terms(question, datetime.now(UTC))
         return Retrieval(question, hits, snapshot)
 
     def warm_up(self) -> None:
@@ -176,7 +182,7 @@ class Engine:
 
     def _answer(self, retrieved: _Retrieved) -> Answer:
         retrieval = self.best_reading(retrieved.retrievals)
-        answer = self.answerer.answer(retrieval)
+        answer = with_dates(self.answerer.answer(retrieval), retrieval)
         done = time.perf_counter()
         timings = {
             "retrieve": (retrieved.retrieved - retrieved.started) * 1000,

@@ -2,9 +2,12 @@
 
 CitebotError
 ├── ConfigError          a setting is missing or malformed
+│   └── SourcesError     the source list (sources.toml) is missing or malformed
 ├── StoreError           the vector store cannot be opened or written (e.g. Chroma server unreachable)
 ├── EmbeddingError       the embedding model cannot be loaded
 ├── IngestError          a document cannot be loaded (the run goes on with the others; it counts as failed)
+│   ├── FetchError       a web page, feed or sitemap cannot be fetched (404, timeout, too large, wrong type)
+│   │   └── BlockedURL   refused before fetching: not http(s), a private address, or disallowed by robots.txt
 │   └── SkippedFile      deliberately not indexed (does not fail the run)
 │       ├── UnsupportedFile  a file type citebot does not read
 │       └── EmptyFile        a file with no text
@@ -35,6 +38,18 @@ class EmbeddingError(CitebotError):
 
 
 class IngestError(CitebotError):
+    pass
+
+
+class FetchError(IngestError):
+    pass
+
+
+class BlockedURL(FetchError):
+    pass
+
+
+class SourcesError(ConfigError):
     pass
 
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 ProgressCallback = Callable[[str, int, int], None]
 
-_STAGE_LABELS = {"scan": "Reading files", "embed": "Embedding documents"}
+_STAGE_LABELS = {"scan": "Reading files", "fetch": "Fetching pages", "embed": "Embedding documents"}
 # Without a terminal, print a line at most this often, so logs stay readable.
 _PLAIN_INTERVAL_SECONDS = 2.0
 
@@ -45,7 +45,7 @@ def progress_reporter(enabled: bool = True) -> Iterator[Reporter]:
     elif sys.stderr.isatty():
         yield from _rich_progress()
     else:
-        yield Reporter(_plain_progress())
+        yield Reporter(plain_progress())
 
 
 def _rich_progress() -> Iterator[Reporter]:
@@ -67,7 +67,8 @@ def _rich_progress() -> Iterator[Reporter]:
         yield Reporter(update, notice)
 
 
-def _plain_progress() -> ProgressCallback:
+def plain_progress() -> ProgressCallback:
+    """Progress as log lines, at most one per stage every two seconds (long-running processes, CI logs)."""
     last = {"time": 0.0}
 
     def update(stage: str, done: int, total: int) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
+from bot.dates import format_day, relative_dates
 from bot.types import Answer, Citation, DocumentRecord
 
 if TYPE_CHECKING:
@@ -116,10 +117,13 @@ def render_citation(out: Console, citation: Citation, show_quote: bool) -> None:
     indent = max(INDENT, marker.cell_len)
     title = " ".join((citation.title or citation.source).split())
     if citation.published:
-        title += f" ({citation.published[:10]})"
+        title += f" ({format_day(citation.published)})"
     paragraph(out, Text(title, style="bold"), indent=indent, first=marker)
     if show_quote:  # one paragraph: the passage's own line breaks would break the indent
         paragraph(out, Text(f"“{' '.join(citation.quote.split())}”", style="green"), indent=indent)
+    relative = relative_dates(citation.quote, citation.published)
+    if relative:  # "on Monday" in a dated article: say which Monday, next to the untouched quote
+        paragraph(out, Text(f"({'; '.join(str(date) for date in relative)})", style="yellow"), indent=indent)
     for line in citation_places(citation):
         paragraph(out, Text(fit_path(out, line, indent), style="dim"), indent=indent)
 
@@ -156,9 +160,27 @@ def render_sources(records: Sequence[DocumentRecord], out: Console | None = None
         for source in record.sources:
             paragraph(out, Text(fit_path(out, source, INDENT), style="cyan"), indent=INDENT)
         details = [plural(record.chunks, "chunk"), f"ingested {_when(record.ingested_at)}"]
+        if record.origin != "file":
+            details.insert(0, f"from a {record.origin}" if record.origin != "url" else "from a web page")
         if record.published:
-            details.insert(0, f"published {record.published[:10]}")
+            details.insert(0, f"published {format_day(record.published)}")
         paragraph(out, Text(", ".join(details), style="dim"), indent=INDENT)
+
+
+def source_json(record: DocumentRecord) -> dict[str, object]:
+    """One document as `citebot sources --json` prints it."""
+    return {
+        "doc_id": record.doc_id,
+        "title": record.title,
+        "sources": list(record.sources),
+        "origin": record.origin,
+        "url": record.url,
+        "published": record.published,
+        "author": record.author,
+        "fetched": record.fetched,
+        "ingested_at": record.ingested_at,
+        "chunks": record.chunks,
+    }
 
 
 def _when(timestamp: str) -> str:

@@ -2,7 +2,8 @@
 
 `HybridSearcher` keeps a snapshot of the corpus (ready documents, their chunks and the BM25 index) and renews it
 when the store's generation changes, so a running engine sees documents ingested after it started, by any
-process, without a restart. `HybridRetriever` exposes it to LangChain as a `BaseRetriever`.
+process, without a restart. A time expression in the question ("latest", "in May") narrows the passages by their
+documents' publication dates (bot/timeframe.py). `HybridRetriever` exposes it to LangChain as a `BaseRetriever`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -20,6 +22,7 @@ from pydantic import ConfigDict
 from bot.embeddings import Embedder
 from bot.keyword import KeywordIndex, terms, words
 from bot.store import ChunkStore
+from bot.timeframe import POOL_FACTOR, narrow, time_frame, time_terms
 from bot.types import Chunk, ChunkSentences, DocumentRecord, Question, ScoredChunk, embedding_text
 
 # Fusion: a convex combination of the two normalized scores (BM25 over its best, cosine min-max over the
@@ -130,6 +133,11 @@ class HybridSearcher:
         snapshot = snapshot or self.snapshot()
         if not snapshot.chunks:
             return []
+        now = datetime.now(UTC)
+        # "latest", "in May": choose among more passages by publication date (when the corpus has dates at all).
+        dated = any(document.published for document in snapshot.documents.values())
+        frame = time_frame(query, now) if dated else None
+        wanted = k if frame is None else k * POOL_FACTOR
         candidates = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
         vector = self._embedder.embed_query(query) if query_vector is None else query_vector
         dense = [
@@ -137,7 +145,8 @@ class HybridSearcher:
             for chunk, similarity in self._store.search(vector, candidates)
             if chunk.doc_id in snapshot.documents  # pending chunks of an unfinished ingestion are invisible
         ]
-        keyword = [(snapshot.chunks[i], score) for i, score in snapshot.keyword.search(terms(query), candidates)]
+        query_terms = [term for term in terms(query) if term not in time_terms(frame)]
+        keyword = [(snapshot.chunks[i], score) for i, score in snapshot.keyword.search(query_terms, candidates)]
         fused = fuse(dense, keyword)
         by_id = {chunk.id: chunk for chunk, _ in dense + keyword}
         similarity = {chunk.id: sim for chunk, sim in dense}
@@ -151,12 +160,12 @@ class HybridSearcher:
                 continue
             chosen.append(chunk)
             shingles.append(own)
-            if len(chosen) == k:
+            if len(chosen) == wanted:
                 break
         missing = [chunk.id for chunk in chosen if chunk.id not in similarity]
         if missing:
             similarity.update(self._store.similarities(vector, missing))
-        return [
+        hits = [
             ScoredChunk(
                 chunk=chunk,
                 score=fused[chunk.id],
@@ -167,6 +176,7 @@ class HybridSearcher:
             )
             for chunk in chosen
         ]
+        return hits if frame is None else narrow(hits, frame, k, now)
 
 
 def fuse(dense: list[tuple[Chunk, float]], keyword: list[tuple[Chunk, float]]) -> dict[str, float]:

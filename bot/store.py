@@ -3,7 +3,8 @@
 Two collections live in one Chroma database, embedded under `CITEBOT_DATA_DIR` or on a Chroma server:
 - `<collection>`: one record per chunk, with its embedding and its offsets into the document text;
 - `<collection>__documents`: one record per document (keyed by content hash) with its sources and its whole text,
-  and a state record whose generation changes on every write, so running engines notice new documents.
+  a state record whose generation changes on every write, so running engines notice new documents, and one record
+  per fetched feed or sitemap with its validators for conditional requests.
 
 Why the whole text is kept (as the document record's Chroma `document`): the console shows a cited passage in its
 document, and the chunks do not add up to the text (headings and the space between sentences fall outside them).
@@ -25,7 +26,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import numpy as np
 from bot.config import Settings
 from bot.embeddings import Embedder
 from bot.errors import StoreError
-from bot.types import Chunk, ChunkSentences, DocumentRecord
+from bot.types import Chunk, ChunkSentences, DocumentRecord, FeedState, WebSource
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 _STATE_ID = "__state__"
+_FEED_PREFIX = "__feed__:"
 # The documents collection needs vectors of some size; nobody searches it by similarity.
 _PLACEHOLDER_VECTOR = [1.0]
 
@@ -242,6 +244,10 @@ class ChunkStore:
                 url=_optional(metadata.get("url")),
                 published=_optional(metadata.get("published")),
                 origin=str(metadata.get("origin", "file")),
+                author=_optional(metadata.get("author")),
+                web={
+                    source: WebSource(**state) for source, state in json.loads(str(metadata.get("web", "{}"))).items()
+                },
             )
             if record.ready or include_pending:
                 records[doc_id] = record
@@ -305,6 +311,33 @@ class ChunkStore:
             self._call("delete chunks", self._chunk_collection.delete, where={"doc_id": {"$in": list(part)}})
             self._call("delete document records", self._document_collection.delete, ids=list(part))
         self._bump_generation()
+
+    def feed_states(self) -> dict[str, FeedState]:
+        """Feed or sitemap URL -> its validators as last fetched whole (see `FeedState`)."""
+        result = self._call(
+            "read feed states", self._document_collection.get, where={"kind": "feed"}, include=["metadatas"]
+        )
+        states = [
+            FeedState(
+                url=str(metadata["url"]),
+                fetched=str(metadata["fetched"]),
+                etag=_optional(metadata.get("etag")),
+                last_modified=_optional(metadata.get("last_modified")),
+            )
+            for metadata in result["metadatas"] or []
+        ]
+        return {state.url: state for state in states}
+
+    def put_feed_states(self, states: Sequence[FeedState]) -> None:
+        if not states:
+            return
+        self._call(
+            "write feed states",
+            self._document_collection.upsert,
+            ids=[_FEED_PREFIX + state.url for state in states],
+            embeddings=[_PLACEHOLDER_VECTOR] * len(states),
+            metadatas=[_feed_metadata(state) for state in states],
+        )
 
     def generation(self) -> str:
         """Changes whenever documents are added, changed or removed (by any process)."""
@@ -414,6 +447,22 @@ def _document_metadata(record: DocumentRecord) -> dict[str, str | int | bool]:
         metadata["url"] = record.url
     if record.published is not None:
         metadata["published"] = record.published
+    if record.author is not None:
+        metadata["author"] = record.author
+    if record.web:
+        web = {source: asdict(state) for source, state in sorted(record.web.items())}
+        metadata["web"] = json.dumps(
+            {source: {k: v for k, v in s.items() if v is not None} for source, s in web.items()}
+        )
+    return metadata
+
+
+def _feed_metadata(state: FeedState) -> dict[str, str]:
+    metadata = {"kind": "feed", "url": state.url, "fetched": state.fetched}
+    if state.etag is not None:
+        metadata["etag"] = state.etag
+    if state.last_modified is not None:
+        metadata["last_modified"] = state.last_modified
     return metadata
 
 

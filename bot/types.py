@@ -49,11 +49,44 @@ class ChunkSentences:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSource:
+    """How one web source of a document was fetched, kept so a re-run asks only for what changed.
+
+    `etag` and `last_modified` are the server's validators for a conditional request; `feed` and `entry` name the
+    feed (or sitemap) entry that listed the page, and `version` that entry's update stamp when it was fetched.
+    The record that holds this is written in the same write that makes its document ready, so after a crash the
+    state never claims a page that is not whole in the index.
+    """
+
+    fetched: str  # when the current text was downloaded (ISO 8601, UTC)
+    etag: str | None = None
+    last_modified: str | None = None
+    feed: str | None = None
+    entry: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """The validators of a feed or sitemap as last fetched whole: every entry it listed then is in the index.
+
+    Written only after a run took in all of its entries without a failure, so a conditional request that comes
+    back 304 Not Modified proves there is nothing to fetch.
+    """
+
+    url: str
+    fetched: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentRecord:
     """One indexed document, keyed by the hash of its text; the same text under two paths is one record.
 
     `url` is set for web documents (its `source` is then the URL too); `published` is the publication date in
-    ISO 8601 when known; `origin` says how it came in: `file`, `url`, `feed` or `sitemap`.
+    ISO 8601 when known; `origin` says how it came in: `file`, `url`, `feed` or `sitemap`. `web` holds the fetch
+    state of each web source (see `WebSource`); `author` comes from the page's metadata when it names one.
     """
 
     doc_id: str
@@ -65,11 +98,18 @@ class DocumentRecord:
     url: str | None = None
     published: str | None = None
     origin: str = "file"
+    author: str | None = None
+    web: dict[str, WebSource] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
         """The path citations name: the first in sort order, so it is stable across runs."""
         return self.sources[0] if self.sources else ""
+
+    @property
+    def fetched(self) -> str | None:
+        """When the text of a web document was downloaded (the latest of its sources); None for files."""
+        return max((state.fetched for state in self.web.values()), default=None)
 
 
 @dataclass(frozen=True, slots=True)

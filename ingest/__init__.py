@@ -1,1 +1,2 @@
-"""The writing side of citebot: files on disk become chunks in the index (`citebot ingest`)."""
+"""The writing side of citebot: files, web pages, feeds and sitemaps become chunks in the index (`citebot ingest`,
+kept up to date by `citebot watch`)."""

@@ -3,7 +3,10 @@
 For .txt and .md the text is the file decoded as UTF-8 (Latin-1 when that fails), unchanged, so a citation's
 offsets point into the file itself. For HTML it is the main text (scripts, navigation and markup dropped); for
 PDF it is the pages' text joined by blank lines, with each page's span kept so chunks know their page.
-Every failure raises `IngestError` (or `UnsupportedFile`) with a one-line reason.
+A publication date comes from front matter (`date:` or `published:`) in .txt/.md, and from the usual meta tags
+(`article:published_time`, `datePublished`, `<time datetime>`) in HTML; otherwise it is unknown.
+Every failure raises `IngestError` (or `UnsupportedFile`) with a one-line reason. Web pages are loaded by
+`ingest.web` into the same `Document`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bot.dates import normalize
 from bot.errors import EmptyFile, IngestError, UnsupportedFile
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -25,12 +30,20 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 
 @dataclass(frozen=True)
 class Document:
-    """A loaded document: `sections` are (start, end, page) spans of `text` that chunks must not cross."""
+    """A loaded document: `pages` are (start, end, page) spans of `text` that chunks must not cross.
+
+    `published` is the publication date in ISO 8601 when known; `url`, `author` and `origin` (file, url, feed,
+    sitemap) describe where it came from, and end up on its `DocumentRecord`.
+    """
 
     text: str
     source: str
     title: str
     pages: tuple[tuple[int, int, int], ...] = field(default=())
+    published: str | None = None
+    url: str | None = None
+    author: str | None = None
+    origin: str = "file"
 
 
 def display_path(path: Path) -> str:
@@ -98,17 +111,32 @@ def load(path: Path) -> Document:
         return _load_html(text, source, path)
     if not text.strip():
         raise EmptyFile("no text in the file; add text or remove it")
-    return Document(text=text, source=source, title=text_title(text, path, markdown=suffix != ".txt"))
+    return Document(
+        text=text,
+        source=source,
+        title=text_title(text, path, markdown=suffix != ".txt"),
+        published=front_matter_date(text),
+    )
 
 
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.DOTALL)
+FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 _TITLE_LINE = re.compile(r"^title:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
+_DATE_LINE = re.compile(r"^(?:date|published):\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+
+
+def front_matter_date(text: str) -> str | None:
+    """The `date:` (or `published:`) of the front matter, in ISO 8601; None without one or when unreadable."""
+    front_matter = FRONT_MATTER.match(text)
+    line = _DATE_LINE.search(front_matter.group(1)) if front_matter else None
+    return normalize(line.group(1)) if line else None
+
+
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def text_title(text: str, path: Path, markdown: bool = True) -> str:
     """Front matter `title:`, else the first Markdown heading, else a short first line, else the file name."""
-    front_matter = _FRONT_MATTER.match(text)
+    front_matter = FRONT_MATTER.match(text)
     title = _TITLE_LINE.search(front_matter.group(1)) if front_matter else None
     if title:
         return title.group(1).strip()
@@ -174,6 +202,7 @@ def _load_html(markup: str, source: str, path: Path) -> Document:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(markup, "html.parser")
+    published = _html_date(soup)
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template"]):
         tag.decompose()
     title_tag = soup.find("title")
@@ -199,7 +228,23 @@ def _load_html(markup: str, source: str, path: Path) -> Document:
         or (" ".join(heading.get_text().split()) if heading else "")
         or text_title(text, path)
     )
-    return Document(text=text, source=source, title=title)
+    return Document(text=text, source=source, title=title, published=published)
+
+
+# Where pages put their publication date, most specific first.
+_DATE_META = ("article:published_time", "og:published_time", "datepublished", "publishdate", "pubdate", "date")
+
+
+def _html_date(soup: Any) -> str | None:
+    metas = {
+        str(meta.get("property") or meta.get("name") or meta.get("itemprop") or "").lower(): meta.get("content")
+        for meta in soup.find_all("meta")
+    }
+    for name in _DATE_META:
+        if metas.get(name) and (found := normalize(str(metas[name]))):
+            return found
+    time_tag = soup.find("time", attrs={"datetime": True})
+    return normalize(str(time_tag["datetime"])) if time_tag is not None else None
 
 
 def _load_pdf(data: bytes, source: str, path: Path) -> Document:

@@ -1,29 +1,37 @@
-"""One ingestion run: repair, scan (load), plan, then split, embed and write, with a report.
+"""One ingestion run: repair, scan (load files, fetch URLs), plan, then split, embed and write, with a report.
 
 Safety comes from the order of writes. Leftovers of an interrupted run (pending records) are removed first.
 New documents are written as pending records, then their chunks, then flipped to ready; only then are old
 versions re-pointed or removed. A run killed at any point leaves every previously ready document whole, and
-readers never see a half-written one.
+readers never see a half-written one. Web pages go the same way: a page's fetch state (its validators, its feed
+entry) rides on its document record, written when the document turns ready, and a feed's validators are stored
+only after every entry of the feed is in the index, so a crash can never make a re-run skip a page it lacks.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bot.answering.sentences import embed_sentences
+from bot.config import Settings
 from bot.embeddings import Embedder
 from bot.errors import IngestError, SkippedFile
 from bot.store import ChunkStore
 from bot.types import Chunk, DocumentRecord
-from ingest.indexer import Plan, Scanned, make_plan
+from ingest.fetch import Fetcher, FetchOptions, is_url
+from ingest.indexer import Plan, Problem, Scanned, in_scope, make_plan
 from ingest.loaders import Document, display_path, load, walk
 from ingest.splitter import Splitter, content_hash, embedding_text
+from ingest.web import WebScan, WebScanner
+
+__all__ = ["EMBED_BATCH_CHUNKS", "IngestPipeline", "IngestReport", "Problem", "Target"]
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +39,6 @@ log = logging.getLogger(__name__)
 EMBED_BATCH_CHUNKS = 512
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-@dataclass(frozen=True)
-class Problem:
-    source: str
-    reason: str
 
 
 @dataclass
@@ -50,7 +52,7 @@ class IngestReport:
     chunks_written: int = 0
     seconds: float = 0.0
     dry_run: bool = False
-    plan: Plan | None = None
+    plan: Plan | None = None  # what the run did (or, dry, would do), source by source
 
     @property
     def exit_code(self) -> int:
@@ -81,26 +83,63 @@ class IngestReport:
         return data
 
 
-class IngestPipeline:
-    """Cheap to construct: the model loads on the first document that needs embedding."""
+Target = Path | str  # a file or folder, or an http(s) URL (a page, feed or sitemap)
 
-    def __init__(self, store: ChunkStore, embedder: Embedder, progress: Progress | None = None) -> None:
+
+class IngestPipeline:
+    """Cheap to construct: the model loads on the first document that needs embedding, the HTTP client on the
+    first URL. Runs are serialized, so one pipeline can be shared by writers in one process (the watcher and
+    Discord's /ingest)."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        progress: Progress | None = None,
+        fetcher: Fetcher | None = None,
+    ) -> None:
         self._store = store
         self._embedder = embedder
         self._progress = progress or (lambda stage, done, total: None)
+        self.fetcher = fetcher or Fetcher()
+        self._lock = threading.Lock()
 
-    def run(self, roots: list[Path], dry_run: bool = False) -> IngestReport:
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, store: ChunkStore, embedder: Embedder, progress: Progress | None = None
+    ) -> IngestPipeline:
+        """The pipeline with the fetch settings (private addresses, timeouts, size cap, User-Agent) applied."""
+        return cls(store, embedder, progress=progress, fetcher=Fetcher(FetchOptions.from_settings(settings)))
+
+    def run(self, targets: Sequence[Target], dry_run: bool = False, prune: bool = False) -> IngestReport:
+        """Ingest files, folders and URLs; `prune` removes pages that a feed or sitemap no longer lists."""
+        with self._lock:
+            return self._run(targets, dry_run, prune)
+
+    def _run(self, targets: Sequence[Target], dry_run: bool, prune: bool) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport(dry_run=dry_run)
+        urls = [target for target in targets if isinstance(target, str) and is_url(target)]
+        roots = [Path(target) for target in targets if not (isinstance(target, str) and is_url(target))]
         if not dry_run:
             self.repair()
-        scanned, kept = self._scan(roots, report)
         existing = self._store.documents()
-        plan = make_plan(existing, scanned, roots, kept)
+        scanned, kept = self._scan(roots, report)
+        web = WebScan()
+        if urls:
+            web = WebScanner(self.fetcher, existing, self._store.feed_states(), self._progress, prune).scan(urls)
+            scanned.update(web.scanned)
+            kept |= web.kept
+            report.failed.extend(web.failed)
+
+        def covers(source: str) -> bool:
+            return in_scope(source, roots) or source in web.moved or (prune and source in web.gone)
+
+        plan = make_plan(existing, scanned, covers, kept, web.unchanged)
         report.added, report.changed = len(plan.added), len(plan.changed)
         report.unchanged, report.removed = len(plan.unchanged), len(plan.removed)
+        report.plan = plan
         if dry_run:
-            report.plan = plan
             splitter = self._splitter() if plan.new_documents else None
             report.chunks_written = sum(len(splitter.split(doc)) for doc in plan.new_documents.values() if splitter)
         else:
@@ -108,9 +147,15 @@ class IngestPipeline:
             report.chunks_written = self._write(plan, existing, current)
             # What no new document took over: files removed, and copies re-pointed.
             self._store.put_documents(
-                [r for r in plan.updates if r.doc_id in current and set(r.sources) != current[r.doc_id]]
+                [
+                    r
+                    for r in plan.updates
+                    if r.doc_id in current and (set(r.sources) != current[r.doc_id] or r.web != existing[r.doc_id].web)
+                ]
             )
             self._store.delete_documents([doc_id for doc_id in plan.deletions if doc_id in current])
+            # Last: the feeds' validators, now that every page they list is in the index.
+            self._store.put_feed_states(web.feeds)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -154,7 +199,19 @@ class IngestPipeline:
         for batch in _batches(plan.new_documents.items(), splitter):
             now = datetime.now(UTC).isoformat(timespec="seconds")
             records = [
-                DocumentRecord(doc_id, plan.new_sources[doc_id], document.title, len(chunks), now, ready=False)
+                DocumentRecord(
+                    doc_id,
+                    plan.new_sources[doc_id],
+                    document.title,
+                    len(chunks),
+                    now,
+                    ready=False,
+                    url=document.url,
+                    published=document.published,
+                    origin=document.origin,
+                    author=document.author,
+                    web=plan.new_web.get(doc_id, {}),
+                )
                 for doc_id, document, chunks in batch
             ]
             chunks = [chunk for _, _, doc_chunks in batch for chunk in doc_chunks]
@@ -188,7 +245,8 @@ def _handover(
             continue
         remaining = sources - taken
         old = existing[doc_id]
-        changed.append(replace(old, sources=tuple(sorted(remaining)), ready=bool(remaining)))
+        web = {source: state for source, state in old.web.items() if source in remaining}
+        changed.append(replace(old, sources=tuple(sorted(remaining)), web=web, ready=bool(remaining)))
         if remaining:
             current[doc_id] = remaining
         else:

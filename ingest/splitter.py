@@ -1,8 +1,9 @@
 """Splitting that follows the document's structure: sections (headings), then sentences packed into chunks.
 
-Chunks never cross a heading or a PDF page, and are sized in the model's own word pieces so that none is
-silently truncated (all-MiniLM-L6-v2 reads 256 word pieces, then stops). A sentence longer than that on its
-own is cut at word boundaries. Every chunk keeps its offsets: `document.text[chunk.start:chunk.end] == chunk.text`.
+Chunks never cross a heading or a PDF page, leave out front matter, and are sized in the model's own word pieces
+so that none is silently truncated (all-MiniLM-L6-v2 reads 256 word pieces, then stops). A sentence longer than
+that on its own is cut at word boundaries. Every chunk keeps its offsets:
+`document.text[chunk.start:chunk.end] == chunk.text`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.text import Section, sections, sentence_spans
 from bot.types import Chunk, embedding_text
-from ingest.loaders import Document
+from ingest.loaders import FRONT_MATTER, Document
 
 __all__ = ["Splitter", "content_hash", "embedding_text"]
 
@@ -54,6 +55,10 @@ class Splitter:
 
     def _sections(self, document: Document) -> list[Section]:
         found = sections(document.text, plain_headings=not document.pages)
+        front_matter = FRONT_MATTER.match(document.text)
+        if front_matter:  # `title:` and `date:` describe the document; they are not text to quote
+            body = front_matter.end()
+            found = [Section(s.heading, max(s.start, body), s.end) for s in found if s.end > body]
         if not document.pages:
             return found
         # A PDF chunk stays on one page: cut each section at page boundaries.

@@ -65,6 +65,7 @@ __all__ = [
     "FakeDiscordTimeout",
     "FakeGuild",
     "FakeInteraction",
+    "FakeRole",
     "FakeUser",
     "GatewayConnection",
     "GatewayFrame",
@@ -116,6 +117,9 @@ READ_MESSAGE_HISTORY = 1 << 16
 CREATE_PUBLIC_THREADS = 1 << 35
 SEND_MESSAGES_IN_THREADS = 1 << 38
 """What @everyone may do in fake guilds: enough for a bot that answers, embeds, reacts and opens threads."""
+PERMISSION_ADMINISTRATOR = 1 << 3
+PERMISSION_MANAGE_GUILD = 1 << 5
+ALL_PERMISSIONS = (1 << 53) - 1
 
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
 MESSAGE_FLAG_LOADING = 1 << 7
@@ -224,8 +228,21 @@ class FakeChannel:
 
 
 @dataclass
+class FakeRole:
+    """A guild role (https://discord.com/developers/docs/topics/permissions#role-object): a name and the
+    permission bits it grants on top of @everyone's."""
+
+    name: str
+    id: str = field(default_factory=snowflake)
+    permissions: int = 0
+
+
+@dataclass
 class FakeGuild:
-    """A guild served to the bot in GUILD_CREATE. The bot is always a member; ``members`` are the other users."""
+    """A guild served to the bot in GUILD_CREATE. The bot is always a member; ``members`` are the other users.
+
+    ``roles`` are the guild's roles besides @everyone; ``member_roles`` maps a user id to the ids of its roles.
+    """
 
     name: str = "Fake Guild"
     id: str = field(default_factory=snowflake)
@@ -235,6 +252,19 @@ class FakeGuild:
     everyone_permissions: int = DEFAULT_PERMISSIONS
     bot_role_id: str = field(default_factory=snowflake)
     """The role Discord creates for a bot invited with permissions (``managed``, tagged with the bot's id)."""
+    roles: list[FakeRole] = field(default_factory=list)
+    member_roles: dict[str, list[str]] = field(default_factory=dict)
+
+    def permissions_of(self, user: FakeUser) -> int:
+        """A member's base permissions: @everyone's, OR the roles'; the owner and administrators get every bit
+        (https://discord.com/developers/docs/topics/permissions#permission-hierarchy)."""
+        granted = self.everyone_permissions
+        for role in self.roles:
+            if role.id in self.member_roles.get(user.id, []):
+                granted |= role.permissions
+        if user.id == self.owner_id or granted & PERMISSION_ADMINISTRATOR:
+            return ALL_PERMISSIONS
+        return granted
 
     def channel(self, name: str) -> FakeChannel:
         """The channel called ``name``; raises KeyError so a typo in a test fails loudly."""
@@ -746,6 +776,8 @@ class FakeDiscord:
         """Message id -> who a message the bot sent would notify ("user:<id>", "role:<id>", "everyone")."""
         self.presence_updates: list[JSONDict] = []
 
+        self.attachment_files: dict[str, tuple[bytes, str]] = {}
+        """Attachment id -> (content, content type) of files a test attached (see ``add_attachment``)."""
         self._channel_guild: dict[str, str | None] = {}
         self._shard_sessions: dict[int, GatewaySession] = {}
         self._tokens: dict[str, FakeInteraction] = {}
@@ -767,6 +799,7 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._gateway_handler)
         app.router.add_get("/resume-gateway", self._gateway_handler)
         app.router.add_route("*", "/api/{version}/{tail:.*}", self._rest_handler)
+        app.router.add_get("/attachments/{attachment_id}/{filename}", self._attachment_download)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -834,6 +867,31 @@ class FakeDiscord:
     def heartbeat_acks(self) -> int:
         """Heartbeat ACKs sent over all connections."""
         return sum(c.heartbeat_acks for c in self.connections)
+
+    def add_attachment(self, filename: str, content: bytes, content_type: str = "application/octet-stream") -> JSONDict:
+        """An attachment a user uploaded, for a slash command's attachment option: pass the returned object's ``id``
+        as the option value and ``{"attachments": {id: object}}`` as ``resolved``
+        (https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-resolved-data-structure).
+        Its ``url`` serves ``content``, like Discord's CDN does
+        (https://discord.com/developers/docs/resources/message#attachment-object)."""
+        attachment_id = snowflake()
+        url = f"{self.base_url}/attachments/{attachment_id}/{filename}"
+        self.attachment_files[attachment_id] = (content, content_type)
+        return {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(content),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+
+    async def _attachment_download(self, request: web.Request) -> web.StreamResponse:
+        stored = self.attachment_files.get(request.match_info["attachment_id"])
+        if stored is None:
+            return web.Response(status=404, text="404: Not Found")
+        content, content_type = stored
+        return web.Response(body=content, content_type=content_type)
 
     def add_user(self, user: FakeUser, guild: FakeGuild | None = None) -> FakeUser:
         """Register a user (and make it a member of ``guild``, if given) so mentions of it resolve."""
@@ -1864,7 +1922,7 @@ class FakeDiscord:
 
     def _member_payload(self, guild: FakeGuild | None, user: FakeUser, *, with_user: bool = True) -> JSONDict:
         member: JSONDict = {
-            "roles": [],
+            "roles": list(guild.member_roles.get(user.id, [])) if guild is not None else [],
             "joined_at": "2024-01-01T00:00:00+00:00",
             "deaf": False,
             "mute": False,
@@ -1876,7 +1934,9 @@ class FakeDiscord:
             "communication_disabled_until": None,
         }
         if guild is not None:
-            member["permissions"] = str(guild.everyone_permissions)
+            # In interactions: "total permissions of the member in the channel, including overwrites"
+            # (https://discord.com/developers/docs/resources/guild#guild-member-object); no overwrites here.
+            member["permissions"] = str(guild.permissions_of(user))
         if with_user:
             member["user"] = user.payload()
         return member
@@ -1908,6 +1968,10 @@ class FakeDiscord:
             "tags": {"bot_id": self.bot_user.id},
         }
         members[0]["roles"] = [guild.bot_role_id]
+        roles = [everyone, bot_role] + [
+            {**everyone, "id": role.id, "name": role.name, "position": position, "permissions": str(role.permissions)}
+            for position, role in enumerate(guild.roles, start=2)
+        ]
         return {
             "id": guild.id,
             "name": guild.name,
@@ -1920,7 +1984,7 @@ class FakeDiscord:
             "verification_level": 0,
             "default_message_notifications": 0,
             "explicit_content_filter": 0,
-            "roles": [everyone, bot_role],
+            "roles": roles,
             "emojis": [],
             "stickers": [],
             "features": [],

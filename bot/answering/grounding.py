@@ -20,6 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from bot.answering.words import StaticWordVectors
 from bot.embeddings import Embedder
 from bot.keyword import STOP_WORDS, KeywordIndex, stem, words
 from bot.types import Question, ScoredChunk
@@ -72,8 +73,14 @@ def zipf(word: str) -> float:
 class GroundingChecker:
     """Checks questions against passages; single-word vectors are cached, so popular words are embedded once."""
 
-    def __init__(self, embedder: Embedder | None = None, similar_word: float = SIMILAR_WORD) -> None:
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        static: StaticWordVectors | None = None,
+        similar_word: float = SIMILAR_WORD,
+    ) -> None:
         self._embedder = embedder
+        self._static = static
         self.similar_word = similar_word
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -115,9 +122,12 @@ class GroundingChecker:
         )
 
     def _close_words(self, asked: list[str], candidates: list[str]) -> set[str]:
-        """The asked words that some candidate word is close to in meaning."""
+        """The asked words that some candidate word is close to in meaning (by the model, on the few candidates
+        its input word vectors put nearest, so a question embeds a handful of words, not every passage word)."""
         if self._embedder is None or not candidates:
             return set()
+        shortlist = _nearest(self._static, asked, candidates) if self._static is not None else candidates
+        candidates = shortlist or candidates
         vectors = self._word_vectors(asked + candidates)
         asked_vectors = np.stack([vectors[word] for word in asked])
         candidate_vectors = np.stack([vectors[word] for word in candidates])
@@ -142,6 +152,20 @@ class GroundingChecker:
                 self._vectors.move_to_end(word)
                 found[word] = self._vectors[word]
             return found
+
+
+SHORTLIST = 8
+
+
+def _nearest(static: StaticWordVectors, asked: list[str], candidates: list[str]) -> list[str]:
+    """The candidates nearest to any asked word by input word vectors ([] when the model has none)."""
+    asked_vectors, candidate_vectors = static.vectors(asked), static.vectors(candidates)
+    if asked_vectors is None or candidate_vectors is None:
+        return []
+    similarity = asked_vectors @ candidate_vectors.T
+    count = min(SHORTLIST, len(candidates))
+    nearest = np.argpartition(-similarity, count - 1, axis=1)[:, :count]
+    return sorted({candidates[index] for row in nearest for index in row})
 
 
 def _question_words(text: str) -> list[tuple[str, bool]]:

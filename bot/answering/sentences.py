@@ -13,6 +13,7 @@ they existed gets them computed on first use and cached.
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections import OrderedDict
@@ -23,8 +24,9 @@ import numpy as np
 
 from bot.answering.citations import quotable_sentences
 from bot.answering.grounding import Grounding
+from bot.answering.words import StaticWordVectors
 from bot.embeddings import Embedder
-from bot.keyword import KeywordIndex, terms, words
+from bot.keyword import STOP_WORDS, KeywordIndex, terms, words
 from bot.types import Chunk, ChunkSentences, Question, ScoredChunk
 
 PRONOUN_OPENING = re.compile(r"^(he|she|they|it|this|that|these|those|his|her|their|its|there)\b", re.IGNORECASE)
@@ -135,25 +137,32 @@ def question_type(question: str) -> int:
 # -- candidates and their features ----------------------------------------------------------------------------
 
 FEATURES = (
-    "cos",
-    "cos_gap",
-    "cos_rank",
-    "cos_heading",
-    "cos_previous",
-    "coverage",
+    "cos",  # the sentence's meaning (embedded on its own) against the question's
+    "cos_gap",  # ... minus the best candidate's
+    "cos_rank",  # ... its rank among the candidates
+    "cos_heading",  # the heading (or title) of its section against the question
+    "cos_previous",  # the sentence before it (what "He ..." leans on)
+    "cos_next",  # the sentence after it
+    "coverage",  # the share of the question's idf weight the sentence's terms cover
     "coverage_gap",
-    "coverage_context",
-    "matched",
+    "coverage_context",  # ... with the heading, the title, and for a leading pronoun the sentence before
+    "coverage_previous",
+    "coverage_next",
+    "coverage_window",  # ... of the sentence with both neighbours
+    "matched",  # question terms in the sentence
+    "bigrams",  # question term pairs in the sentence, in order
+    "exact_words",  # the share of the question's content words the sentence has, unstemmed
+    "soft_coverage",  # how close, word by word, the sentence comes to the question's words (input word vectors)
     "passage_similarity",
     "passage_score",
     "passage_rank",
-    "heading_match",
+    "heading_match",  # the share of the question's words in the section heading
     "after_heading",
-    "answer_type",
+    "answer_type",  # 1 offers what "when"/"how many"/"who" asks for, -1 lacks it, 0 no particular type
     "words",
     "pronoun",
     "position",
-    "missing_weight",
+    "missing_weight",  # the share of the question's weight no passage mentions (grounding)
     "unmatched_weight",
     "salient_missing",
     "question_terms",
@@ -162,6 +171,7 @@ FEATURES = (
     "coverage_best",
 )
 CATEGORICAL = ("question_type",)
+_COLUMN = {name: index for index, name in enumerate(FEATURES)}
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,7 @@ def candidates(
     sentences: Sequence[ChunkSentences | None],
     keyword: KeywordIndex,
     grounding: Grounding,
+    static: StaticWordVectors | None = None,
 ) -> list[Candidate]:
     """Every quotable sentence of the hits, with features (unscored, in passage order)."""
     weights: dict[str, float] = {}
@@ -192,9 +203,16 @@ def candidates(
     for term in question.terms:
         weights[term] = keyword.idf(term)
     total = sum(weights.values()) or 1.0
+
+    def coverage(found: set[str]) -> float:
+        return sum(weight for term, weight in weights.items() if term in found) / total
+
     question_words = set(words(question.text))
+    content = tuple(dict.fromkeys(word for word in words(question.text) if _content_word(word)))
+    asked_vectors = static.vectors(content) if static is not None else None
+    pairs = set(itertools.pairwise(question.terms))
     query = question.vector
-    rows: list[list[float]] = []
+    rows: list[np.ndarray] = []
     found: list[Candidate] = []
     for rank, (hit, chunk_sentences) in enumerate(zip(hits, sentences, strict=True)):
         if chunk_sentences is None or not chunk_sentences.spans:
@@ -209,59 +227,77 @@ def candidates(
             else np.zeros(len(chunk_sentences.spans))
         )
         heading_meaning = float(chunk_sentences.heading @ query) if query is not None else 0.0
-        previous_terms: set[str] = set()
-        previous_quote = ""
+        quotes = [chunk.text[start:end] for start, end, _ in chunk_sentences.spans]
+        analysed = [terms(quote) for quote in quotes]
+        term_sets = [set(found_terms) for found_terms in analysed]
+        last = len(quotes) - 1
         for index, (start, end, after_heading) in enumerate(chunk_sentences.spans):
-            quote = chunk.text[start:end]
-            sentence_terms = set(terms(quote))
+            quote = quotes[index]
+            own = term_sets[index]
+            before = term_sets[index - 1] if index > 0 else set()
+            after = term_sets[index + 1] if index < last else set()
             pronoun = bool(PRONOUN_OPENING.match(quote))
-            own = sum(weight for term, weight in weights.items() if term in sentence_terms)
-            context = sentence_terms | context_terms | (previous_terms if pronoun else set())
-            with_context = sum(weight for term, weight in weights.items() if term in context)
-            rows.append(
-                [
-                    float(meanings[index]),
-                    0.0,
-                    0.0,
-                    heading_meaning,
-                    float(meanings[index - 1]) if index > 0 else 0.0,
-                    own / total,
-                    0.0,
-                    with_context / total,
-                    float(sum(term in sentence_terms for term in question.terms)),
-                    hit.similarity,
-                    hit.score,
-                    float(rank),
-                    heading_match,
-                    float(after_heading),
-                    float(offers_answer_type(question, quote)),
-                    float(len(quote.split())),
-                    float(pronoun),
-                    float(index),
-                    grounding.missing_weight,
-                    grounding.unmatched_weight,
-                    float(len(grounding.salient)),
-                    float(len(question.terms)),
-                    float(question_type(question.text)),
-                    0.0,
-                    0.0,
-                ]
-            )
+            sentence_words = [word for word in words(quote) if _content_word(word)]
+            row = np.zeros(len(FEATURES), dtype=np.float32)
+            values = {
+                "cos": float(meanings[index]),
+                "cos_heading": heading_meaning,
+                "cos_previous": float(meanings[index - 1]) if index > 0 else 0.0,
+                "cos_next": float(meanings[index + 1]) if index < last else 0.0,
+                "coverage": coverage(own),
+                "coverage_context": coverage(own | context_terms | (before if pronoun else set())),
+                "coverage_previous": coverage(before),
+                "coverage_next": coverage(after),
+                "coverage_window": coverage(own | before | after),
+                "matched": float(sum(term in own for term in question.terms)),
+                "bigrams": float(len(pairs & set(itertools.pairwise(analysed[index])))),
+                "exact_words": len(set(content) & set(sentence_words)) / len(content) if content else 0.0,
+                "soft_coverage": _soft_coverage(asked_vectors, sentence_words, static),
+                "passage_similarity": hit.similarity,
+                "passage_score": hit.score,
+                "passage_rank": float(rank),
+                "heading_match": heading_match,
+                "after_heading": float(after_heading),
+                "answer_type": float(offers_answer_type(question, quote)),
+                "words": float(len(quote.split())),
+                "pronoun": float(pronoun),
+                "position": float(index),
+                "missing_weight": grounding.missing_weight,
+                "unmatched_weight": grounding.unmatched_weight,
+                "salient_missing": float(len(grounding.salient)),
+                "question_terms": float(len(question.terms)),
+                "question_type": float(question_type(question.text)),
+            }
+            for name, value in values.items():
+                row[_COLUMN[name]] = value
+            rows.append(row)
+            previous = quotes[index - 1] if index > 0 else ""
             found.append(
-                Candidate(hit, rank, index, chunk.start + start, chunk.start + end, quote, previous_quote, np.empty(0))
+                Candidate(hit, rank, index, chunk.start + start, chunk.start + end, quote, previous, np.empty(0))
             )
-            previous_terms = sentence_terms
-            previous_quote = quote
     if not rows:
         return []
-    matrix = np.asarray(rows, dtype=np.float32)
-    column = {name: i for i, name in enumerate(FEATURES)}
-    cos, coverage = matrix[:, column["cos"]], matrix[:, column["coverage"]]
-    matrix[:, column["cos_gap"]] = cos - cos.max()
-    matrix[:, column["cos_rank"]] = np.minimum(np.argsort(np.argsort(-cos)), 20)
-    matrix[:, column["coverage_gap"]] = coverage - coverage.max()
-    matrix[:, column["cos_best"]] = cos.max()
-    matrix[:, column["coverage_best"]] = coverage.max()
+    matrix = np.stack(rows)
+    cos, covered = matrix[:, _COLUMN["cos"]], matrix[:, _COLUMN["coverage"]]
+    matrix[:, _COLUMN["cos_gap"]] = cos - cos.max()
+    matrix[:, _COLUMN["cos_rank"]] = np.minimum(np.argsort(np.argsort(-cos)), 20)
+    matrix[:, _COLUMN["coverage_gap"]] = covered - covered.max()
+    matrix[:, _COLUMN["cos_best"]] = cos.max()
+    matrix[:, _COLUMN["coverage_best"]] = covered.max()
     return [
         Candidate(c.hit, c.rank, c.index, c.start, c.end, c.quote, c.previous, matrix[i]) for i, c in enumerate(found)
     ]
+
+
+def _content_word(word: str) -> bool:
+    return word not in STOP_WORDS and len(word) > 2
+
+
+def _soft_coverage(asked: np.ndarray | None, sentence_words: list[str], static: StaticWordVectors | None) -> float:
+    """The mean, over the question's content words, of the closest word of the sentence (input word vectors)."""
+    if asked is None or static is None or not sentence_words:
+        return 0.0
+    offered = static.vectors(sentence_words)
+    if offered is None:
+        return 0.0
+    return float((asked @ offered.T).max(axis=1).mean())

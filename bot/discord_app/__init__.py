@@ -16,6 +16,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from typing import Any
 
 import aiohttp
@@ -28,6 +29,7 @@ from bot.config import LLMProvider, Settings
 from bot.discord_app.bot import AnswerEngine, CitebotBot
 from bot.discord_app.errors import DiscordSetupError
 from bot.discord_app.logs import RedactToken, install_redaction, setup_logging
+from bot.errors import CitebotError
 from bot.feedback import FeedbackStore
 from bot.web import console_alongside
 
@@ -187,6 +189,8 @@ def main(settings: Settings) -> int:
     """`citebot discord`: run the bot in the foreground until Ctrl-C or SIGTERM.
 
     Exit status: 0 after a graceful stop, 2 when not configured, 1 when Discord refused or could not be reached.
+    With `CITEBOT_WATCH` (`--watch`) a watcher keeps the source list ingested in a thread of this process, and
+    logs its cycles with the bot's other lines.
     """
     try:
         token = check_settings(settings)
@@ -196,14 +200,30 @@ def main(settings: Settings) -> int:
     setup_logging(settings)
     install_redaction(token)
 
-    from bot.engine import Engine  # heavy (langchain, the answerers): only once the settings are known good
+    # Heavy (langchain, the answerers, the ingestion pipeline): only once the settings are known good.
+    from bot.engine import Engine
+    from ingest.pipeline import IngestPipeline
+    from ingest.sources import load_sources
+    from ingest.watch import Watcher
 
     engine = Engine(settings)
     feedback = FeedbackStore.for_settings(settings)
+    # One writer per process, sharing the engine's model and index: /ingest, and the watcher when asked for.
+    ingestor = IngestPipeline.for_settings(settings, engine.store, engine.embedder)
+    watcher = None
+    if settings.watch:
+        try:
+            watcher = Watcher(ingestor, load_sources(settings.sources_file))
+        except CitebotError as exc:
+            print(f"citebot: {exc}", file=sys.stderr)
+            return 2
+        threading.Thread(target=watcher.run, name="citebot-watch", daemon=True).start()
     try:
         with console_alongside(settings, engine, feedback):  # CITEBOT_WEB_PORT: the console in this process too
-            return asyncio.run(serve(settings, engine, feedback))
+            return asyncio.run(serve(settings, engine, feedback, ingestor=ingestor))
     except KeyboardInterrupt:
         return 0
     finally:
+        if watcher is not None:
+            watcher.stop()
         feedback.close()

@@ -15,7 +15,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import discord
 from discord import app_commands
@@ -27,6 +28,9 @@ from bot.discord_app.render import render_error
 from bot.errors import BusyError
 from bot.feedback import FeedbackStore
 from bot.types import Answer, DocumentRecord, Turn
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestReport
 
 log = logging.getLogger("citebot.discord")
 
@@ -56,6 +60,12 @@ class AnswerEngine(Protocol):
     def warm_up(self) -> None: ...
 
     def documents(self) -> list[DocumentRecord]: ...
+
+
+class Ingestor(Protocol):
+    """What /ingest needs from `ingest.pipeline.IngestPipeline` (one run at a time, shared with the watcher)."""
+
+    def run(self, targets: Sequence[Path | str], dry_run: bool = False, prune: bool = False) -> IngestReport: ...
 
 
 def make_intents(message_content: bool) -> discord.Intents:
@@ -121,6 +131,7 @@ class CitebotBot(commands.AutoShardedBot):
         nudge_seconds: float = NUDGE_SECONDS,
         shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        ingestor: Ingestor | None = None,
         **options: Any,
     ) -> None:
         options.setdefault("shard_count", settings.discord_shard_count)
@@ -144,6 +155,7 @@ class CitebotBot(commands.AutoShardedBot):
         self.heartbeat_seconds = heartbeat_seconds
         self._heartbeat: asyncio.Task[None] | None = None
         self.accepting = True
+        self.ingestor = ingestor  # /ingest is offered only with one
         # Answering is CPU-bound and blocking: it runs in these threads, never on the event loop, so the
         # gateway heartbeat keeps going; the semaphore bounds how many questions are answered at once and
         # `max_waiting_answers` how many may queue for a slot.
@@ -178,6 +190,10 @@ class CitebotBot(commands.AutoShardedBot):
         await self.add_cog(AskCog(self))
         await self.add_cog(InfoCog(self))
         await self.add_cog(FeedbackCog(self))
+        if self.ingestor is not None:
+            from bot.discord_app.cogs.ingest import IngestCog
+
+            await self.add_cog(IngestCog(self))
         self.add_dynamic_items(FeedbackButton)
         self._heartbeat = asyncio.create_task(self.beat())
         if self.shard_ids is None or 0 in self.shard_ids:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import discord
 
+from bot.dates import format_day, relative_dates
+from bot.links import text_fragment_link
 from bot.types import Answer, Citation, DocumentRecord
 
 CONTENT_LIMIT = 2000
@@ -37,6 +39,8 @@ _MIN_DESCRIPTION = 1000
 _MENTION = re.compile(r"<@[!&]?\d+>")
 _ESCAPED = re.compile(r"\\([\\*_`~|>#\-\[\]()<:])")
 _MISSING = re.compile(r"^The corpus doesn't say \((.+)\)\.?$", re.DOTALL)
+# A citation links to its web page only while the link leaves most of the field for the quote.
+_MAX_LINK = 500
 
 
 def shorten(text: str, limit: int) -> str:
@@ -63,13 +67,27 @@ def _blockquote(text: str) -> str:
 
 
 def citation_location(citation: Citation) -> str:
-    """Where the quote is: the source path, the character span and the page, for checking it by hand, and the link
-    to the passage in the console when there is one."""
+    """Where the quote is: the source path (a link to the passage for web pages), the character span, the page
+    and the publication date, for checking it by hand, and the link to the passage in the console when there is
+    one; then what relative dates in the quote mean."""
     source = citation.source.replace("`", "'")
-    where = f"`{shorten(source, 300)}` · chars {citation.start}–{citation.end}"
+    where = f"`{shorten(source, 300)}`"
+    if citation.url:
+        link = text_fragment_link(citation.url, citation.quote)
+        link = link if len(link) <= _MAX_LINK else citation.url
+        if len(link) <= _MAX_LINK:
+            where = f"[{clean(shorten(source, 120)).replace(']', ')')}]({link.replace(')', '%29')})"
+    where += f" · chars {citation.start}–{citation.end}"
     if citation.page is not None:
         where += f" (page {citation.page})"
-    return f"{where} · [read in context]({citation.link})" if citation.link else where
+    if citation.published:
+        where += f" · {format_day(citation.published)}"
+    if citation.link:
+        where += f" · [read in context]({citation.link})"
+    relative = relative_dates(citation.quote, citation.published)
+    if relative:
+        where += "\n(" + clean("; ".join(str(date) for date in relative)) + ")"
+    return where
 
 
 def citation_field(citation: Citation, value_limit: int = FIELD_VALUE_LIMIT) -> tuple[str, str]:
@@ -180,12 +198,7 @@ def render_sources(documents: Sequence[DocumentRecord]) -> list[discord.Embed]:
     """The indexed documents, one line each, packed into as few embeds as the limits allow (at most 10)."""
     if not documents:
         return [discord.Embed(title="Sources", description="Nothing is indexed yet; run `citebot ingest` first.")]
-    lines = [
-        shorten(
-            f"• **{clean(doc.title or doc.source)}** — `{doc.source.replace('`', chr(39))}` · {doc.chunks} chunks", 400
-        )
-        for doc in documents
-    ]
+    lines = [shorten(_source_line(doc), 400) for doc in documents]
     embeds: list[discord.Embed] = []
     budget = EMBED_TOTAL_LIMIT - 100  # below the per-message total of all embeds, with room for titles
     current: list[str] = []
@@ -208,6 +221,18 @@ def render_sources(documents: Sequence[DocumentRecord]) -> list[discord.Embed]:
     if shown < len(documents):
         embeds[-1].set_footer(text=f"+{len(documents) - shown} more not shown; `citebot sources` lists them all")
     return embeds
+
+
+def _source_line(doc: DocumentRecord) -> str:
+    """• **Title** — `source` (a link for web pages) · 4 June 2025 · 12 chunks"""
+    source = doc.source.replace("`", chr(39))
+    link = doc.url.replace(")", "%29") if doc.url and len(doc.url) <= 300 else None
+    where = f"[{clean(shorten(source, 80)).replace(']', ')')}]({link})" if link else None
+    parts = [f"• **{clean(doc.title or doc.source)}** — {where or f'`{source}`'}"]
+    if doc.published:
+        parts.append(format_day(doc.published))
+    parts.append(f"{doc.chunks} chunks")
+    return " · ".join(parts)
 
 
 def render_help() -> discord.Embed:
