@@ -226,6 +226,8 @@ def run_sources(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         for record in records:
             print(json.dumps(source_json(record), ensure_ascii=False))
+    elif not records and (args.origin or since or until):
+        complain("no indexed document matches --origin/--since/--until; `citebot sources` alone lists them all")
     else:
         render_sources(records)
     return 0
