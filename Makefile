@@ -10,7 +10,12 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if test -x $(BIN)/python; then \
+		echo "Updating citebot in $(VENV) (pyproject.toml changed)…"; \
+	else \
+		echo "Installing citebot into $(VENV) (first time only, about two minutes)…"; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "feed": "bench.feed_bbc",
     "squad": "bench.squad",
     "latency": "bench.latency",
+    "startup": "bench.startup",
     "questionlog": "bench.questionlog",
 }
 

@@ -193,8 +193,11 @@ class ChildResult:
     cpu_seconds: float  # user + system time of that child
 
 
-def run_child(command: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> ChildResult:
-    """Run a command (its output goes to ours) and return its exit code, wall time and its own peak RSS.
+def run_child(
+    command: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None, quiet: bool = False
+) -> ChildResult:
+    """Run a command (its output goes to ours, or nowhere when `quiet`) and return its exit code, wall time and its
+    own peak RSS.
 
     `os.wait4` gives the resource usage of exactly this child, unlike RUSAGE_CHILDREN, which is the maximum
     over every child this process ever waited for.
@@ -202,7 +205,8 @@ def run_child(command: Sequence[str], env: dict[str, str] | None = None, cwd: Pa
     sys.stdout.flush()
     sys.stderr.flush()
     started = time.perf_counter()
-    process = subprocess.Popen(list(command), env=env, cwd=cwd)
+    output = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=output, stderr=output)
     try:
         _, status, usage = os.wait4(process.pid, 0)
     except BaseException:

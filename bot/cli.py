@@ -7,21 +7,32 @@ Exit codes: 0 success; 1 when something failed (a file that did not ingest, a qu
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
 
 from bot.config import Settings, load_settings
-from bot.embeddings import Embedder, create_embedder
-from bot.errors import CitebotError, ConfigError, QuestionError
+from bot.embeddings import Embedder, create_embedder, create_query_embedder, prepare_query_embedder
+from bot.errors import CitebotError, ConfigError, EmbeddingError, EmptyIndexError, QuestionError
+from bot.progress import announce, progress_reporter
+from bot.render import paragraph
 from bot.store import ChunkStore
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
 
 log = logging.getLogger("citebot")
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+_ONE_SHOT_COMMANDS = frozenset({"ask", "sources", "eval"})
 
 
 class UsageError(CitebotError):
@@ -35,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ingest = commands.add_parser("ingest", help="add, update and remove corpus documents in the index")
+    ingest = _command(commands, "ingest", help="add, update and remove corpus documents in the index")
     add_ingest_arguments(ingest)
 
-    sources = commands.add_parser("sources", help="list the indexed documents, with dates and origin")
+    sources = _command(commands, "sources", help="list the indexed documents, with dates and origin")
     sources.add_argument(
         "--origin", choices=["file", "url", "feed", "sitemap"], action="append", help="only documents that came so"
     )
@@ -46,36 +57,44 @@ def build_parser() -> argparse.ArgumentParser:
     sources.add_argument("--until", metavar="DATE", help="only documents published on or before DATE")
     sources.add_argument("--json", action="store_true", help="print one JSON object per document")
 
-    watch = commands.add_parser("watch", help="keep the folders, URLs and feeds of a source list ingested")
+    watch = _command(commands, "watch", help="keep the folders, URLs and feeds of a source list ingested")
     watch.add_argument("--sources", type=Path, default=None, metavar="FILE", help="the source list (sources.toml)")
 
-    ask = commands.add_parser("ask", help="answer a question (or one per line from stdin) with citations")
+    ask = _command(commands, "ask", help="answer a question (or one per line from stdin) with citations")
     ask.add_argument("question", nargs="*", help="the question; without it, read one question per line from stdin")
-    ask.add_argument("--json", action="store_true", help="print the answer JSON of the design (one line each)")
+    ask.add_argument("--json", action="store_true", help="print the answer JSON (one line per answer)")
     ask.add_argument("-k", type=_positive_int, default=None, metavar="N", help="passages to retrieve (default 5)")
 
-    commands.add_parser("repl", help="ask questions interactively, with follow-ups")
-    discord = commands.add_parser("discord", help="run the Discord bot (needs DISCORD_TOKEN)")
+    _command(commands, "repl", help="ask questions interactively, with follow-ups")
+    discord = _command(commands, "discord", help="run the Discord bot (needs DISCORD_TOKEN)")
     discord.add_argument("--watch", action="store_true", help="also keep the source list ingested (CITEBOT_WATCH)")
-    feedback = commands.add_parser("feedback", help="work with the question log's 👍/👎 votes and declined questions")
+    feedback = _command(commands, "feedback", help="work with the question log's 👍/👎 votes and declined questions")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
-    export = feedback_commands.add_parser("export", help="write the feedback as `citebot eval` JSONL lines")
+    export = _command(feedback_commands, "export", help="write the feedback as `citebot eval` JSONL lines")
     export.add_argument("--votes", choices=["down", "up", "all"], default="down", help="which votes (default: down)")
     export.add_argument("-o", "--output", type=Path, default=None, help="write here instead of standard output")
     export.add_argument(
         "--declined", action="store_true", help="also the unvoted questions the bot declined (closest or none)"
     )
-    web = commands.add_parser("web", help="run the operator console (questions, gaps, citations in context)")
+    web = _command(commands, "web", help="run the operator console (questions, gaps, citations in context)")
     web.add_argument("--host", default=None, help="address to bind (default: CITEBOT_WEB_HOST, else 127.0.0.1)")
     web.add_argument(
         "--port", type=_port, default=None, help="port (default: CITEBOT_WEB_PORT, else 8080; 0 picks a free one)"
     )
-    commands.add_parser("run", help="start the Discord bot when DISCORD_TOKEN is set, else the REPL")
+    _command(commands, "run", help="start the Discord bot when DISCORD_TOKEN is set, else the REPL")
 
-    evaluate = commands.add_parser("eval", help="score the engine on a JSONL file of questions")
+    evaluate = _command(commands, "eval", help="score the engine on a JSONL file of questions")
     evaluate.add_argument("file", type=Path, metavar="FILE.jsonl")
     evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
     evaluate.add_argument("-k", type=_positive_int, default=None, metavar="N", help="passages to retrieve")
+    return parser
+
+
+def _command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand that remembers its own parser, so an unknown option is reported with that command's usage
+    (argparse would report it with the top-level one)."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help[:1].upper() + help[1:])
+    parser.set_defaults(usage_parser=parser)
     return parser
 
 
@@ -107,14 +126,23 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune", action="store_true", help="remove pages that a feed or sitemap no longer lists")
 
 
-def open_index(settings: Settings) -> tuple[ChunkStore, Embedder]:
-    embedder = create_embedder(settings.embedding_model, settings.embedding_device)
+def complain(message: str) -> None:
+    """A `citebot:` line on stderr: wrapped at word boundaries (with a hanging indent) on a terminal, one line in
+    logs and pipes."""
+    paragraph(Console(stderr=True, highlight=False), f"citebot: {message}", indent=4, first="")
+
+
+def open_index(settings: Settings, notice: Callable[[str], None] = announce) -> tuple[ChunkStore, Embedder]:
+    """The store and the batch embedder for ingestion (the model loads on the first document to embed)."""
+    embedder = create_embedder(settings.embedding_model, settings.embedding_device, announce=notice)
     return ChunkStore(settings, embedder), embedder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.usage_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -122,30 +150,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = load_settings()
-        return int(_COMMANDS[args.command](args, settings))
+        status = int(_COMMANDS[args.command](args, settings))
+        if argv is None and args.command in _ONE_SHOT_COMMANDS:
+            # The answers are printed and the index was only read: spare the interpreter's final garbage collection
+            # over everything Chroma, LangChain and ONNX Runtime loaded (half a second of a one-shot ask). Exit
+            # handlers still run, so the question log is written out as usual.
+            gc.freeze()
+        return status
     except KeyboardInterrupt:
-        print(
-            "citebot: interrupted; every file is still indexed, in its old or its new version (run again to finish)",
-            file=sys.stderr,
-        )
+        if args.command == "ingest":
+            complain("interrupted; every file is still indexed, in its old or its new version (run again to finish)")
+        else:
+            complain("interrupted")
         return EXIT_INTERRUPTED
     except (UsageError, ConfigError) as exc:
-        print(f"citebot: {exc}", file=sys.stderr)
+        complain(str(exc))
         return EXIT_USAGE
     except CitebotError as exc:
-        print(f"citebot: {exc}", file=sys.stderr)
+        complain(str(exc))
         return EXIT_FAILED
 
 
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.progress import progress_reporter
     from ingest.pipeline import IngestPipeline
 
     targets = ingest_targets(args.targets or ["corpus"])
-    store, embedder = open_index(settings)
     with progress_reporter(enabled=not args.json) as progress:
+        store, embedder = open_index(settings, progress.announce)
         pipeline = IngestPipeline.for_settings(settings, store, embedder, progress=progress)
         report = pipeline.run(targets, dry_run=args.dry_run, prune=args.prune)
+        try:
+            prepare_query_embedder(settings, embedder, progress.announce)
+        except EmbeddingError as exc:  # the ingestion itself succeeded; the first question will try again
+            complain(f"ingested, but {exc}; the first question will try again")
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -189,6 +226,8 @@ def run_sources(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         for record in records:
             print(json.dumps(source_json(record), ensure_ascii=False))
+    elif not records and (args.origin or since or until):
+        complain("no indexed document matches --origin/--since/--until; `citebot sources` alone lists them all")
     else:
         render_sources(records)
     return 0
@@ -227,22 +266,44 @@ def run_watch(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def open_engine(settings: Settings) -> Engine:
+    """An engine ready to answer, with nothing left to load: no answer's timings include start-up.
+
+    The index is opened and checked first, so an unreachable server or an empty index is reported before the
+    model loads; the model then loads (or is exported, on first use) in a thread while LangChain is imported.
+    """
+    embedder = create_query_embedder(settings, announce=announce)
+    store = ChunkStore(settings, embedder)
+    if not store.documents():
+        raise EmptyIndexError(store.location)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citebot-model") as pool:
+        model = pool.submit(embedder.embed_query, "warm up")
+        from bot.engine import Engine  # heavy (LangChain, BM25): imported while the model loads
+
+        engine = Engine(settings, embedder=embedder, store=store)
+        engine.documents()  # the keyword index
+        model.result()  # the model's own error, if it failed to load
+    engine.warm_up()
+    return engine
+
+
 def run_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.engine import Engine
     from bot.feedback import FeedbackStore
     from bot.render import render_answer
 
-    engine = Engine(settings)
+    engine = open_engine(settings)
     question_log = FeedbackStore.for_settings(settings)  # written in the background, the rest at exit
-    if args.question:
-        questions: Iterable[str] = [" ".join(args.question)]
-    else:
+    batch = not args.question
+    if batch:
         if sys.stdin.isatty():
-            print("citebot: reading questions from the terminal, one per line (Ctrl-D to end)", file=sys.stderr)
-        questions = (line.rstrip("\n") for line in sys.stdin)
+            complain("reading questions from the terminal, one per line (Ctrl-D to end)")
+        questions: Iterable[tuple[int, str]] = ((n, line.rstrip("\n")) for n, line in enumerate(sys.stdin, 1))
+    else:
+        questions = [(1, " ".join(args.question))]
     status = 0
-    for question in questions:
-        if not args.question and not question.strip():
+    answered = 0
+    for line_number, question in questions:
+        if batch and not question.strip():
             continue
         try:
             answer = engine.ask(question, k=args.k)
@@ -251,23 +312,26 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
             if args.json:
                 print(json.dumps({"question": question, "error": str(exc)}), flush=True)
             else:
-                print(f"citebot: {exc}", file=sys.stderr)
+                complain(f"{f'line {line_number}: ' if batch else ''}{exc}")
             continue
         question_log.record_answer(answer, "cli")
         if args.json:
             print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
-        else:
-            render_answer(answer)
+            continue
+        if batch and answered:
+            print(flush=True)  # a blank line between answers
+        render_answer(answer, heading=question if batch else None)
+        sys.stdout.flush()
+        answered += 1
     return status
 
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.engine import Engine
     from bot.evaluation import load_cases, run_evaluation
     from bot.render import render_evaluation
 
     cases = load_cases(args.file)
-    report = run_evaluation(Engine(settings), cases, k=args.k)
+    report = run_evaluation(open_engine(settings), cases, k=args.k)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:
@@ -284,6 +348,12 @@ def run_repl(args: argparse.Namespace, settings: Settings) -> int:
 def run_discord(args: argparse.Namespace, settings: Settings) -> int:
     from bot.discord_app import main as discord_main
 
+    if settings.discord_token is not None:
+        # Check the index before connecting: an unreachable server stops here in one line, and an empty index is
+        # worth knowing before anyone asks (the bot still starts: it notices documents ingested later).
+        store, _ = open_index(settings)
+        if not store.documents():
+            complain(f"{EmptyIndexError(store.location)}; the bot starts anyway")
     if getattr(args, "watch", False):
         settings = settings.model_copy(update={"watch": True})
     return discord_main(settings)
@@ -308,14 +378,11 @@ def run_web(args: argparse.Namespace, settings: Settings) -> int:
 def run_default(args: argparse.Namespace, settings: Settings) -> int:
     """`make run`: the Discord bot when a token is configured, else the local REPL; say which and why."""
     if settings.discord_token is not None:
-        print("citebot: DISCORD_TOKEN is set, starting the Discord bot (Ctrl-C to stop)", file=sys.stderr)
+        complain("DISCORD_TOKEN is set, starting the Discord bot (Ctrl-C to stop)")
         return run_discord(args, settings)
-    print(
-        "citebot: DISCORD_TOKEN is not set, starting the local REPL (set it in .env to run the Discord bot)",
-        file=sys.stderr,
-    )
+    complain("DISCORD_TOKEN is not set, starting the local REPL (set it in .env to run the Discord bot)")
     if settings.watch:
-        print("citebot: CITEBOT_WATCH runs with the bot only; run `citebot watch` in another terminal", file=sys.stderr)
+        complain("CITEBOT_WATCH runs with the bot only; run `citebot watch` in another terminal")
     return run_repl(args, settings)
 
 

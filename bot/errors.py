@@ -11,6 +11,8 @@ CitebotError
 │   └── SkippedFile      deliberately not indexed (does not fail the run)
 │       ├── UnsupportedFile  a file type citebot does not read
 │       └── EmptyFile        a file with no text
+├── QuestionError        a question that cannot be asked (empty, too long)
+│   └── EmptyIndexError  no document is indexed yet
 ├── AnswerError          the answerer failed (the LLM answerer falls back to the extractive one)
 ├── BusyError            too many questions are waiting; the asker should try again shortly
 └── ConsoleError         the operator console cannot listen on its address (e.g. the port is taken)
@@ -65,6 +67,17 @@ class EmptyFile(SkippedFile):
 
 class QuestionError(CitebotError):
     pass
+
+
+class EmptyIndexError(QuestionError):
+    """No document is indexed, so there is nothing to answer from; the message says how to add some.
+
+    `location` (where the index was looked for) is for the operator's terminal; a chat user is not told it.
+    """
+
+    def __init__(self, location: str | None = None) -> None:
+        where = f" ({location})" if location else ""
+        super().__init__(f"the index is empty{where}: run `citebot ingest corpus/` (or `make run`)")
 
 
 class AnswerError(CitebotError):

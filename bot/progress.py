@@ -1,4 +1,5 @@
-"""Progress for long runs: a rich progress bar on a terminal, plain log lines otherwise (CI logs, pipes)."""
+"""Progress for long runs: a rich progress bar on a terminal, plain log lines otherwise (CI logs, pipes); and
+`announce`, which says on a terminal what a command is waiting for (loading a model), so no wait is silent."""
 
 from __future__ import annotations
 
@@ -14,17 +15,40 @@ _STAGE_LABELS = {"scan": "Reading files", "fetch": "Fetching pages", "embed": "E
 _PLAIN_INTERVAL_SECONDS = 2.0
 
 
+def announce(message: str) -> None:
+    """Tell a person at a terminal what we are waiting for (on stderr; nothing in pipes, logs or JSON output).
+
+    While a progress bar is drawn, rich routes this line above the bar.
+    """
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(message, style="dim", markup=False)
+
+
+class Reporter:
+    """What a long run reports through: call it with (stage, done, total) for progress, and `announce` what it
+    waits for. On a terminal, announcements print above the progress bar rather than through it."""
+
+    def __init__(self, update: ProgressCallback, notice: Callable[[str], None] = announce) -> None:
+        self._update = update
+        self.announce = notice
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self._update(stage, done, total)
+
+
 @contextmanager
-def progress_reporter(enabled: bool = True) -> Iterator[ProgressCallback]:
+def progress_reporter(enabled: bool = True) -> Iterator[Reporter]:
     if not enabled:
-        yield lambda stage, done, total: None
+        yield Reporter(lambda stage, done, total: None)
     elif sys.stderr.isatty():
         yield from _rich_progress()
     else:
-        yield plain_progress()
+        yield Reporter(plain_progress())
 
 
-def _rich_progress() -> Iterator[ProgressCallback]:
+def _rich_progress() -> Iterator[Reporter]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
@@ -37,7 +61,10 @@ def _rich_progress() -> Iterator[ProgressCallback]:
                 tasks[stage] = bar.add_task(_STAGE_LABELS.get(stage, stage), total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        yield update
+        def notice(message: str) -> None:
+            bar.console.print(message, style="dim", markup=False, highlight=False)
+
+        yield Reporter(update, notice)
 
 
 def plain_progress() -> ProgressCallback:

@@ -7,7 +7,6 @@ when stdin or stdout is not a terminal it reads plain lines, so `citebot repl < 
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -17,8 +16,11 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from bot.config import Settings
-from bot.errors import CitebotError
+from bot.embeddings import create_query_embedder
+from bot.errors import CitebotError, EmptyIndexError
 from bot.feedback import FeedbackStore
+from bot.progress import announce
+from bot.render import paragraph, plural, render_answer, render_json, render_sources
 from bot.types import Turn
 
 if TYPE_CHECKING:
@@ -85,15 +87,13 @@ class Repl:
         return True
 
     def ask(self, question: str) -> None:
-        from bot.render import render_answer
-
         answer = self.engine.ask(question, self.history, k=self.k)
         self.question_log.record_answer(answer, "repl")
         self.history.append(answer.turn())
         if self.json_mode:
-            self.out.out(json.dumps(answer.to_json(), ensure_ascii=False), highlight=False)
+            render_json(answer.to_json(), self.out)
         else:
-            render_answer(answer, target=self.out)
+            render_answer(answer, self.out)
 
     def command(self, text: str) -> bool:
         name, _, argument = text.partition(" ")
@@ -103,14 +103,12 @@ class Repl:
         if name == ":help":
             self.out.print(HELP, markup=False, highlight=False)
         elif name == ":sources":
-            from bot.render import render_sources
-
-            render_sources(self.engine.documents())
+            render_sources(self.engine.documents(), self.out)
         elif name == ":k":
             self.set_k(argument)
         elif name == ":json":
             self.json_mode = not self.json_mode
-            mode = "on: answers print as JSON" if self.json_mode else "off: answers print as text"
+            mode = "on: answers print as `citebot ask --json` does" if self.json_mode else "off: answers print as text"
             self.info(f"JSON output {mode}.")
         elif name == ":clear":
             self.history.clear()
@@ -134,10 +132,10 @@ class Repl:
         self.info(f"Passages per question: {value}.")
 
     def info(self, message: str) -> None:
-        self.out.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)
+        paragraph(self.out, message, indent=4, first="", style="dim")
 
     def error(self, message: str) -> None:
-        self.err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+        paragraph(self.err, f"error: {message}", indent=4, first="", style="red")
 
 
 def one_line(exc: BaseException) -> str:
@@ -145,11 +143,13 @@ def one_line(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {lines[0] if lines else 'no details'} (run `citebot -v repl` to see more)"
 
 
-def banner(document_count: int) -> str:
+def banner(document_count: int, location: str) -> str:
     head = "citebot REPL: answers from the indexed corpus, with cited, verbatim passages."
     if document_count == 0:
-        return f"{head}\nThe index is empty: run `citebot ingest` first to add documents. Type :help for commands."
-    return f"{head}\n{document_count} document(s) indexed. Type a question, or :help for commands (Ctrl-D to quit)."
+        empty = str(EmptyIndexError(location))
+        return f"{head}\n{empty[:1].upper()}{empty[1:]}. Type :help for commands (Ctrl-D to quit)."
+    indexed = plural(document_count, "document")
+    return f"{head}\n{indexed} indexed. Type a question, or :help for commands (Ctrl-D to quit)."
 
 
 def terminal_reader(history_path: Path) -> LineReader:
@@ -191,22 +191,23 @@ def main(settings: Settings) -> int:
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     try:
-        engine = Engine(settings)
-        err.print("Loading the model...", style="dim", markup=False)
+        # The index is opened and checked before the model loads (see Engine.warm_up); `announce` says what we wait
+        # for on a terminal.
+        engine = Engine(settings, embedder=create_query_embedder(settings, announce=announce))
         engine.warm_up()
         documents = engine.documents()
     except KeyboardInterrupt:
         err.print("citebot: interrupted while loading", markup=False)
         return EXIT_INTERRUPTED
     except CitebotError as exc:
-        err.print(f"citebot: {exc}", markup=False, soft_wrap=True)
+        paragraph(err, f"citebot: {exc}", indent=4, first="")
         return EXIT_FAILED
     except Exception as exc:
         log.debug("the REPL could not start", exc_info=True)
-        err.print(f"citebot: {one_line(exc)}", markup=False, soft_wrap=True)
+        paragraph(err, f"citebot: {one_line(exc)}", indent=4, first="")
         return EXIT_FAILED
     # Piped: the banner goes to stderr, so stdout holds only answers.
-    (out if interactive else err).print(banner(len(documents)), markup=False, soft_wrap=True)
+    (out if interactive else err).print(banner(len(documents), engine.store.location), markup=False, soft_wrap=True)
     read_line = terminal_reader(settings.data_dir / HISTORY_FILE) if interactive else plain_reader
     return Repl(engine, out, err, FeedbackStore.for_settings(settings)).run(read_line)
 

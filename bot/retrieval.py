@@ -75,15 +75,16 @@ class HybridSearcher:
         self._reload = threading.Lock()  # one reloader at a time; readers never take it after the first load
         self._terms: dict[str, list[str]] = {}  # chunk id -> analyzed terms, so a refresh only analyzes new chunks
 
-    def snapshot(self) -> CorpusSnapshot:
-        """The current corpus, renewed when another write happened (checked at most once per refresh period)."""
-        if time.monotonic() - self._checked_at < self._refresh_seconds:
+    def snapshot(self, fresh: bool = False) -> CorpusSnapshot:
+        """The current corpus, renewed when another write happened (checked at most once per refresh period, or
+        now when `fresh`). A failed check raises every time: a cached corpus is never passed off as current."""
+        if not fresh and time.monotonic() - self._checked_at < self._refresh_seconds:
             return self._snapshot
-        if not self._reload.acquire(blocking=not self._loaded):
+        if not self._reload.acquire(blocking=fresh or not self._loaded):
             return self._snapshot  # another thread is reloading: answer from the snapshot we have
         try:
             now = time.monotonic()
-            if now - self._checked_at >= self._refresh_seconds:
+            if fresh or now - self._checked_at >= self._refresh_seconds:
                 generation = self._store.generation()
                 if generation != self._snapshot.generation or not self._loaded:
                     self._snapshot = self._load(generation)

@@ -171,9 +171,9 @@ class ChunkStore:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(
+            raise self._unreachable_error(exc) or StoreError(
                 f"cannot open the index ({self.location}): {_one_line(exc)}; check CITEBOT_CHROMA_HOST/"
-                "CITEBOT_CHROMA_PORT, or that the Chroma server is running"
+                "CITEBOT_CHROMA_PORT and CITEBOT_CHROMA_TOKEN"
             ) from exc
         return _Handles(client, chunks, documents)
 
@@ -212,7 +212,19 @@ class ChunkStore:
         try:
             return action(*args, **kwargs)
         except Exception as exc:
-            raise StoreError(f"cannot {what} ({self.location}): {_one_line(exc)}") from exc
+            raise self._unreachable_error(exc) or StoreError(
+                f"cannot {what} ({self.location}): {_one_line(exc)}"
+            ) from exc
+
+    def _unreachable_error(self, exc: BaseException) -> StoreError | None:
+        """One sentence for a Chroma server that does not answer (the library's own says it twice over)."""
+        if not self._settings.chroma_host or not _is_connection_failure(exc):
+            return None
+        host, port = self._settings.chroma_host, self._settings.chroma_port
+        return StoreError(
+            f"cannot reach the Chroma server at {host}:{port}: start it (`chroma run --path DB --port {port}`) "
+            "or point CITEBOT_CHROMA_HOST/CITEBOT_CHROMA_PORT at a running one"
+        )
 
     # -- documents -----------------------------------------------------------------------------------------
 
@@ -508,6 +520,22 @@ def _chunk_from(chunk_id: str, text: str | None, metadata: Any) -> Chunk:
         position=int(metadata.get("position", 0)),
         page=int(page) if page is not None else None,
     )
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """Whether `exc`, or what caused it, is a refused or timed-out connection. Matched by class name for
+    httpx's errors, so this module need not import httpx."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionError | TimeoutError) or type(seen).__name__ in _CONNECTION_ERRORS:
+            return True
+        if "Could not connect to a Chroma server" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+_CONNECTION_ERRORS = frozenset({"ConnectError", "ConnectTimeout", "RemoteProtocolError", "ReadError"})
 
 
 def _one_line(exc: BaseException) -> str:

@@ -151,8 +151,51 @@ def text_title(text: str, path: Path, markdown: bool = True) -> str:
             if len(line) <= 120 and len(line.split()) >= 3 and not line.endswith((".", ",", ";", ":")):
                 return line
             break
-    name = path.stem.replace("-", " ").replace("_", " ").strip()
-    return name[:1].upper() + name[1:] if name else path.name
+    return title_from_file_name(path, text)
+
+
+def title_from_file_name(path: Path, text: str) -> str:
+    """The file name as a title, each word cased as the document itself writes it.
+
+    `bessent-meets-he-lifeng-in-davos.txt` over a text that says "Bessent met He Lifeng ... in Davos" becomes
+    "Bessent meets He Lifeng in Davos". Runs of words are matched first ("he lifeng" -> "He Lifeng", where the
+    pronoun "he" alone would stay lower case), and a word at the start of a sentence says nothing about its case.
+    """
+    words = path.stem.replace("-", " ").replace("_", " ").split()
+    if not words:
+        return path.name
+    text = text[:_CASING_SAMPLE_CHARS]
+    cased: list[str | None] = [None] * len(words)
+    for length in range(len(words), 0, -1):
+        for first in range(len(words) - length + 1):
+            if any(cased[first : first + length]):
+                continue
+            votes = _casings(text, words[first : first + length])
+            if votes is not None:
+                cased[first : first + length] = votes
+    title = " ".join(word if found is None else found for word, found in zip(words, cased, strict=True))
+    return title[:1].upper() + title[1:]
+
+
+_CASING_SAMPLE_CHARS = 200_000  # enough text to see how names are written, bounded for very large files
+
+
+def _casings(text: str, words: list[str]) -> list[str | None] | None:
+    """How the text most often writes this run of words (mid-sentence only), or None if it never does."""
+    pattern = re.compile(r"\b" + r"\s+".join(re.escape(word) for word in words) + r"\b", re.IGNORECASE)
+    counts: list[dict[str, int]] = [{} for _ in words]
+    found = False
+    for match in pattern.finditer(text):
+        found = True
+        before = text[: match.start()].rstrip(" \t\"'“‘(")
+        sentence_start = not before or before[-1] in ".!?:\n-•*"
+        for index, word in enumerate(match.group(0).split()):
+            if index == 0 and sentence_start:
+                continue  # "He said..." does not tell how "he" is written elsewhere
+            counts[index][word] = counts[index].get(word, 0) + 1
+    if not found:
+        return None
+    return [max(count, key=lambda word: (count[word], word.islower())) if count else None for count in counts]
 
 
 def _load_html(markup: str, source: str, path: Path) -> Document:

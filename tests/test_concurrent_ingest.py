@@ -219,7 +219,7 @@ def test_a_chroma_server_that_goes_away_gives_one_line_and_recovers(
         env = cli_env(settings, CITEBOT_CHROMA_HOST="127.0.0.1", CITEBOT_CHROMA_PORT=str(port))
         result = citebot("ask", QUESTIONS[0], env=env, cwd=tmp_path)
         assert result.returncode == 1 and result.stdout == ""
-        assert result.stderr.count("\n") == 1 and f"Chroma server 127.0.0.1:{port}" in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and f"Chroma server at 127.0.0.1:{port}" in result.stderr, result.stderr
 
         server = start_chroma(db, port)
         answer = ask_until_answered(engine, QUESTIONS[0], timeout=60)

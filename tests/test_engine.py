@@ -13,7 +13,7 @@ from langchain_core.retrievers import BaseRetriever
 
 from bot.config import Settings
 from bot.engine import Engine
-from bot.errors import QuestionError
+from bot.errors import EmptyIndexError, QuestionError
 from bot.retrieval import HybridRetriever
 from bot.text import sentence_spans
 from bot.types import Answer, Turn
@@ -124,9 +124,11 @@ def test_unusable_questions_get_a_one_line_error(engine: Engine, question: str) 
     assert "\n" not in str(error.value)
 
 
-def test_an_empty_index_abstains(settings: Settings) -> None:
-    answer = Engine(settings).ask("why Seoul?")
-    assert answer.abstained and answer.citations == ()
+def test_an_empty_index_is_an_error_that_says_how_to_fill_it(settings: Settings) -> None:
+    with pytest.raises(EmptyIndexError) as error:
+        Engine(settings).ask("why Seoul?")
+    assert isinstance(error.value, QuestionError)  # every adapter already replies to those in one line
+    assert "citebot ingest corpus/" in str(error.value) and "make run" in str(error.value)
 
 
 def test_the_retriever_is_a_langchain_retriever(engine: Engine) -> None:

@@ -80,9 +80,19 @@ def test_text_title_is_a_headline_first_line(tmp_path: Path) -> None:
 
 def test_text_label_first_line_falls_back_to_file_name(tmp_path: Path) -> None:
     # "Key Facts" is a section label, not a headline: the title comes from the file name.
-    assert load(SEED_CORPUS / "bessent-meets-he-lifeng-in-davos.txt").title == "Bessent meets he lifeng in davos"
+    assert load(SEED_CORPUS / "bessent-meets-he-lifeng-in-davos.txt").title == "Bessent meets He Lifeng in Davos"
     sentence = "The board voted on Monday to approve it.\nMore text.\n"
     assert load(write(tmp_path / "board_minutes.txt", sentence.encode())).title == "Board minutes"
+
+
+def test_a_title_from_the_file_name_keeps_the_casing_the_document_uses(tmp_path: Path) -> None:
+    # "he" is a pronoun on its own but part of a name in "He Lifeng"; a capital at a sentence start means nothing.
+    text = "Notes\nThey met in Davos. He said the US delegation and He Lifeng agreed. Then he left.\n"
+    assert load(write(tmp_path / "us-envoy-meets-he-lifeng-in-davos.txt", text.encode())).title == (
+        "US envoy meets He Lifeng in Davos"
+    )
+    only_at_sentence_starts = "Notes\nMeetings resumed. Meetings ended.\n"
+    assert load(write(tmp_path / "meetings.txt", only_at_sentence_starts.encode())).title == "Meetings"
 
 
 # -- HTML ----------------------------------------------------------------------------------------------------

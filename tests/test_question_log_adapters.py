@@ -63,7 +63,7 @@ def test_links_render_in_the_terminal_and_in_discord() -> None:
     link = f"https://console.example.org{passage_path('ab' * 16, 5, 5 + len(quote))}"
     assert answer.citations[0].link == link
     out = Console(record=True, width=200)
-    render_answer(answer, target=out)
+    render_answer(answer, out)
     assert link in out.export_text()
     assert citation_location(answer.citations[0]).endswith(f"[read in context]({link})")
     assert link in discord_answer(answer).fields[0].value

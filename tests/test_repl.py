@@ -57,12 +57,12 @@ def repl_command() -> list[str]:
 class Terminal:
     """A child process on a pty, with an expect helper that answers cursor-position requests like a terminal."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, columns: int = COLUMNS) -> None:
         pid, fd = pty.fork()
         if pid == 0:  # the child: size its terminal, then become the REPL
             try:
                 os.chdir(cwd)
-                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, columns, 0, 0))
                 os.execve(argv[0], argv, env)
             except BaseException as exc:
                 os.write(2, f"cannot start {argv}: {exc}\n".encode())
@@ -180,11 +180,12 @@ def ingested(seed_index: Path, settings: Settings) -> Settings:
 
 def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[..., Terminal]) -> None:
     repl = start_repl()
-    repl.expect("Loading the model...")
-    repl.expect("2 document(s) indexed", ":help", PROMPT)
+    repl.expect("2 documents indexed", ":help", PROMPT)
 
-    repl.line("why Seoul?", "neutral staging ground", "[1]", "China sends He Lifeng to Seoul")
-    repl.line(":sources", "China sends He Lifeng to Seoul", "2 indexed document(s)")
+    repl.line(
+        "What did Bessent praise in Davos?", "soybeans and rare earths", "[1]", "Bessent meets He Lifeng in Davos"
+    )
+    repl.line(":sources", "2 indexed documents", "China sends He Lifeng to Seoul", "Bessent meets He Lifeng in Davos")
     repl.line(":k 3", "Passages per question: 3.")
     repl.line(":k 0", "error: :k needs a whole number from 1 to 50")
     repl.line(":k", "Passages per question: 3")
@@ -192,8 +193,10 @@ def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[...
     repl.line(":help", ":sources", ":k N", ":json", ":clear", ":quit")
 
     repl.line(":json", "JSON output on")
+    raw = len(repl.raw)
     reply = repl.line("why Seoul?", '"citations"')
-    start = reply.index('{"question"')
+    assert '{\r\n  "question": "why Seoul?",' in _ANSI.sub("", repl.raw[raw:].decode()), "pretty-printed"
+    start = reply.index('{ "question"')
     payload, _ = json.JSONDecoder().raw_decode(reply[start:])
     assert payload["question"] == "why Seoul?"
     assert payload["citations"] and payload["citations"][0]["n"] == 1
@@ -230,7 +233,9 @@ def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[...
 
 def test_repl_quit_and_empty_index(start_repl: Callable[..., Terminal], settings: Settings) -> None:
     repl = start_repl()
-    repl.expect("The index is empty: run `citebot ingest` first", PROMPT)
+    repl.expect("The index is empty (embedded Chroma in", "run `citebot ingest corpus/` (or `make run`)", PROMPT)
+    reply = repl.line("why Seoul?", "error: the index is empty: ")
+    assert "run `citebot ingest corpus/` (or `make run`)" in reply and "corpus doesn't say" not in reply
     repl.send(":quit\r")
     assert repl.wait() == 0
     assert "Traceback" not in repl.text
@@ -240,7 +245,9 @@ def test_repl_quit_and_empty_index(start_repl: Callable[..., Terminal], settings
 def test_repl_reads_piped_lines(ingested: Settings, tmp_path: Path) -> None:
     """Not a terminal: plain lines in, answers out on stdout, the banner and errors on stderr."""
     too_long = "why " * 300
-    questions = f"why Seoul?\n:k 99\n{too_long}\n:json\nWho leads China's delegation in Seoul?\n\n"
+    questions = (
+        f"What did Bessent praise in Davos?\n:k 99\n{too_long}\n:json\nWho leads China's delegation in Seoul?\n\n"
+    )
     result = subprocess.run(
         repl_command(),
         input=questions,
@@ -252,11 +259,11 @@ def test_repl_reads_piped_lines(ingested: Settings, tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "neutral staging ground" in result.stdout
-    assert "2 document(s) indexed" in result.stderr
+    assert "soybeans and rare earths" in result.stdout
+    assert "2 documents indexed" in result.stderr
     assert "error: :k needs a whole number from 1 to 50, got '99'" in result.stderr
     assert "error: the question is 1199 characters long" in result.stderr
-    last = json.loads(result.stdout.strip().splitlines()[-1])
+    last, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.rindex('{\n  "question"') :])
     assert last["citations"] and "He Lifeng" in last["answer"]
     assert "Traceback" not in result.stderr
 
@@ -285,14 +292,14 @@ sys.exit(main(load_settings()))
 
 def test_ctrl_c_while_answering_cancels_the_question(ingested: Settings, start_repl: Callable[..., Terminal]) -> None:
     repl = start_repl([sys.executable, "-c", SLOW_REPL])
-    repl.expect("2 document(s) indexed", PROMPT)
-    repl.line("why Seoul?", "neutral staging ground")
+    repl.expect("2 documents indexed", PROMPT)
+    repl.line("What did Bessent praise in Davos?", "soybeans")
     repl.send("why Seoul, slowly?\r")
     repl.expect("(thinking slowly)")
     repl.send(b"\x03")
     repl.expect("Cancelled", PROMPT, timeout=10)
     assert repl.alive()
-    repl.line("why Seoul?", "neutral staging ground")
+    repl.line("What did Bessent praise in Davos?", "soybeans")
     reply = repl.line("explode, please", "error: unexpected RuntimeError: boom")
     assert "second line" not in reply
     repl.send(b"\x04")
