@@ -8,10 +8,10 @@ Data (development data only; SQuAD's held-out half is never read):
   as the engine reads them.
 
 Each question is retrieved with the engine (k = 5) and every candidate sentence gets the answerer's own features
-(`bot.answering.sentences`), so training sees exactly what answering sees. A quarter of the SQuAD articles and a
-third of the seed questions are held aside: the ranker and the confidence model learn on the rest, Platt scaling
-maps the confidence model's output to a probability on the held-aside part, and the decision thresholds are
-chosen there and on the seed questions. Everything is seeded and single-threaded, so a rerun writes the same
+(`bot.answering.sentences`), so training sees exactly what answering sees. Every question is judged once by models
+that did not train on it (four folds): those out-of-fold scores train the confidence model, Platt scaling maps its
+output to a probability, and the decision thresholds are chosen on the seed questions' probabilities; the shipped
+models then train on everything. Everything is seeded and single-threaded, so a rerun writes the same
 files (`bot/answering/model/`).
 
     python -m bench train [-- --workdir DIR --limit N]
@@ -27,7 +27,7 @@ import pickle
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +49,11 @@ from bot.keyword import words
 from bot.types import Turn, embedding_text
 
 SEED_SETS = (PROJECT_ROOT / "tests" / "data" / "devset.jsonl", PROJECT_ROOT / "tests" / "data" / "natural_dev.jsonl")
-# The seed questions are what citebot is for; SQuAD is many times larger, so each seed question counts this much.
+# The seed questions are what citebot is for; SQuAD is many times larger, so each seed question counts this much
+# for the confidence (which must fit the questions people ask) and less for the ranker (which learns as much from
+# SQuAD, and over-fits the few seed questions when they weigh more).
 SEED_WEIGHT = 8.0
+RANKER_SEED_WEIGHT = 2.0
 SEED = 7
 
 RANKER_PARAMS = {
@@ -90,7 +93,7 @@ CONFIDENCE_ROUNDS = 200
 FOLDS = 4
 
 
-Item = tuple[str, tuple[Turn, ...], Sequence[str], bool, bool]  # question, history, gold, answerable, held aside
+Item = tuple[str, tuple[Turn, ...], Sequence[str], bool]  # question, history, gold strings, answerable
 
 
 @dataclass
@@ -102,10 +105,7 @@ class Group:
     features: np.ndarray
     labels: np.ndarray
     answerable: bool
-    held_aside: bool
     weight: float = 1.0
-    quotes: list[str] = field(default_factory=list)
-    keys: list[tuple[str, int]] = field(default_factory=list)  # (chunk id, sentence index) of each candidate
 
 
 def _stable_fraction(text: str) -> float:
@@ -113,7 +113,7 @@ def _stable_fraction(text: str) -> float:
 
 
 def collect(engine: Engine, items: Iterable[Item], source: str) -> list[Group]:
-    """Groups for (question, history, gold strings, answerable, held aside) items, every reading of each."""
+    """Groups for (question, history, gold strings, answerable) items, every reading of each."""
     answerer = engine.extractive
     snapshot = engine.searcher.snapshot()
     # Embed every sentence and every word of the corpus in large batches first: the same vectors the answerer
@@ -122,7 +122,7 @@ def collect(engine: Engine, items: Iterable[Item], source: str) -> list[Group]:
         answerer.vectors.get(snapshot.chunks[begin : begin + 256], snapshot.sentences)
     answerer.grounding.prime(word for chunk in snapshot.chunks for word in words(embedding_text(chunk)))
     groups = []
-    for text, history, gold, answerable, held_aside in items:
+    for text, history, gold, answerable in items:
         for question in readings(text, history, engine.settings.top_k):
             if question.more:
                 continue
@@ -143,9 +143,6 @@ def collect(engine: Engine, items: Iterable[Item], source: str) -> list[Group]:
                     np.stack([c.features for c in found]),
                     labels,
                     answerable,
-                    held_aside,
-                    quotes=[c.quote for c in found],
-                    keys=[(c.hit.chunk.id, c.index) for c in found],
                 )
             )
     return groups
@@ -155,8 +152,7 @@ def squad_items(dataset: Path, corpus: Path) -> list[Item]:
     questions = write_articles(dataset, "dev", corpus)
     items: list[Item] = []
     for question in questions:
-        article = int(question.source.split("-", 1)[0])
-        items.append((question.question, (), question.answers, not question.impossible, article % 8 == 6))
+        items.append((question.question, (), question.answers, not question.impossible))
     return items
 
 
@@ -164,8 +160,7 @@ def seed_items() -> list[Item]:
     items: list[Item] = []
     for path in SEED_SETS:
         for case in load_cases(path):
-            held = _stable_fraction(case.question + path.name) < 1 / 3
-            items.append((case.question, case.history, case.evidence, not case.unanswerable, held))
+            items.append((case.question, case.history, case.evidence, not case.unanswerable))
     return items
 
 
@@ -217,7 +212,7 @@ def train_ranker(groups: Sequence[Group]) -> object:
         np.concatenate([g.features for g in ranked]),
         label=np.concatenate([g.labels for g in ranked]),
         group=[len(g.labels) for g in ranked],
-        weight=np.concatenate([np.full(len(g.labels), g.weight) for g in ranked]),
+        weight=np.concatenate([np.full(len(g.labels), min(g.weight, RANKER_SEED_WEIGHT)) for g in ranked]),
         feature_name=list(FEATURES),
         categorical_feature=list(CATEGORICAL),
         free_raw_data=False,
@@ -225,9 +220,13 @@ def train_ranker(groups: Sequence[Group]) -> object:
     return lightgbm.train(RANKER_PARAMS, data, num_boost_round=RANKER_ROUNDS)  # type: ignore[attr-defined]
 
 
+def _fold(group: Group) -> int:
+    return int(_stable_fraction(group.source + group.question) * FOLDS)
+
+
 def cross_fitted_scores(groups: Sequence[Group]) -> list[np.ndarray]:
     """Ranker scores for every group from a ranker that did not train on it (k-fold), for the confidence model."""
-    folds = [int(_stable_fraction(g.source + g.question) * FOLDS) for g in groups]
+    folds = [_fold(g) for g in groups]
     scores: list[np.ndarray] = [np.zeros(0)] * len(groups)
     for fold in range(FOLDS):
         model = train_ranker([g for g, f in zip(groups, folds, strict=True) if f != fold])
@@ -312,32 +311,39 @@ def report(name: str, groups: Sequence[Group], scores: Sequence[np.ndarray], pro
     )
 
 
+def out_of_fold_confidence(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> np.ndarray:
+    """Raw confidence scores for every group from a confidence model that did not train on it (k-fold)."""
+    folds = [_fold(g) for g in groups]
+    raw = np.zeros(len(groups))
+    for fold in range(FOLDS):
+        inside = [i for i, f in enumerate(folds) if f != fold]
+        model = train_confidence([groups[i] for i in inside], [scores[i] for i in inside])
+        outside = [i for i, f in enumerate(folds) if f == fold]
+        rows, _ = confidence_rows([groups[i] for i in outside], [scores[i] for i in outside])
+        raw[outside] = model.predict(rows, raw_score=True, num_threads=1)  # type: ignore[attr-defined]
+    return raw
+
+
 def train(workdir: Path, limit: int | None, out: Path) -> None:
     started = time.perf_counter()
     groups = build_groups(workdir, limit)
     print(f"{len(groups)} question readings collected in {time.perf_counter() - started:.0f} s")
-    training = [g for g in groups if not g.held_aside]
-    aside = [g for g in groups if g.held_aside]
-    ranker = train_ranker(training)
-    crossed = cross_fitted_scores(training)
-    confidence = train_confidence(training, crossed)
-    aside_scores = [np.asarray(ranker.predict(g.features, num_threads=1)) for g in aside]  # type: ignore[attr-defined]
-    rows, labels = confidence_rows(aside, aside_scores)
-    raw = np.asarray(confidence.predict(rows, raw_score=True, num_threads=1))  # type: ignore[attr-defined]
-    slope, intercept = fit_platt(raw, labels, np.asarray([g.weight for g in aside]))
+    # Every figure below is out of fold: for each question, from models that never trained on it.
+    crossed = cross_fitted_scores(groups)
+    raw = out_of_fold_confidence(groups, crossed)
+    _, labels = confidence_rows(groups, crossed)
+    weights = np.asarray([g.weight for g in groups])
+    slope, intercept = fit_platt(raw, labels, weights)
     probabilities = 1.0 / (1.0 + np.exp(-(slope * raw + intercept)))
-
-    every_scores = [np.asarray(ranker.predict(g.features, num_threads=1)) for g in groups]  # type: ignore[attr-defined]
-    every_rows, _ = confidence_rows(groups, every_scores)
-    every_raw = np.asarray(confidence.predict(every_rows, raw_score=True, num_threads=1))  # type: ignore[attr-defined]
-    thresholds = choose_thresholds(groups, 1.0 / (1.0 + np.exp(-(slope * every_raw + intercept))))
-
-    print("held-aside development questions (not trained on):")
+    thresholds = choose_thresholds(groups, probabilities)
+    print("out of fold (each question judged by models that did not train on it):")
     for source in ("seed", "squad1", "squad2"):
-        picked = [i for i, g in enumerate(aside) if g.source == source]
-        report(source, [aside[i] for i in picked], [aside_scores[i] for i in picked], probabilities[picked])
+        picked = [i for i, g in enumerate(groups) if g.source == source]
+        report(source, [groups[i] for i in picked], [crossed[i] for i in picked], probabilities[picked])
     print(f"thresholds: {thresholds}; Platt slope {slope:.3f}, intercept {intercept:.3f}")
 
+    ranker = train_ranker(groups)
+    confidence = train_confidence(groups, crossed)
     out.mkdir(parents=True, exist_ok=True)
     ranker.save_model(str(out / RANKER_FILE))  # type: ignore[attr-defined]
     confidence.save_model(str(out / CONFIDENCE_FILE))  # type: ignore[attr-defined]
@@ -345,10 +351,7 @@ def train(workdir: Path, limit: int | None, out: Path) -> None:
         "features": list(FEATURES),
         "platt": [round(slope, 6), round(intercept, 6)],
         "thresholds": thresholds,
-        "trained_on": {
-            source: sum(1 for g in training if g.source == source) for source in ("seed", "squad1", "squad2")
-        },
-        "held_aside": {source: sum(1 for g in aside if g.source == source) for source in ("seed", "squad1", "squad2")},
+        "trained_on": {source: sum(1 for g in groups if g.source == source) for source in ("seed", "squad1", "squad2")},
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out} in {time.perf_counter() - started:.0f} s")

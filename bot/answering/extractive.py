@@ -43,7 +43,7 @@ class ExtractiveSettings:
     extra_sentence_margin: float = 1.0
     max_sentences: int = 3
     max_quote_chars: int = 600
-    closest_sentences: int = 1
+    closest_sentences: int = 2
     # Of the sentences a follow-up like "tell me more" may quote next, the best ones by this margin.
     more_sentences: int = 3
 
@@ -122,9 +122,9 @@ class ExtractiveAnswerer:
         if question.more:
             chosen = self._more(ranked, limit)
         elif support == "answered":
-            chosen = self._choose(ranked, scores, limit)
+            chosen = self._choose(ranked, scores, min(limit, self.settings.max_sentences))
         else:
-            chosen = ranked[: min(limit, self.settings.closest_sentences)]
+            chosen = self._choose(ranked, scores, min(limit, self.settings.closest_sentences))
         return compose_answer(question.text, chosen, support, analysis.confidence, analysis.grounding)
 
     def decline(self, retrieval: Retrieval) -> Answer:
@@ -133,7 +133,7 @@ class ExtractiveAnswerer:
         question = retrieval.question
         if self.support(analysis) == "none" or not analysis.ranked:
             return decline(question.text, analysis.confidence, _missing_reason(analysis.grounding, question.text))
-        chosen = analysis.ranked[: self.settings.closest_sentences]
+        chosen = self._choose(analysis.ranked, analysis.scores, min(question.limit, self.settings.closest_sentences))
         return compose_answer(question.text, chosen, "closest", analysis.confidence, analysis.grounding)
 
     def _choose(self, ranked: Sequence[Candidate], scores: Sequence[float], limit: int) -> list[Candidate]:
@@ -142,7 +142,7 @@ class ExtractiveAnswerer:
         chosen = [ranked[0]]
         covered = set(terms(ranked[0].quote))
         for candidate, score in zip(ranked[1:], scores[1:], strict=True):
-            if len(chosen) >= min(limit, s.max_sentences) or score < scores[0] - s.extra_sentence_margin:
+            if len(chosen) >= limit or score < scores[0] - s.extra_sentence_margin:
                 break
             if sum(len(c.quote) for c in chosen) + len(candidate.quote) > s.max_quote_chars:
                 continue

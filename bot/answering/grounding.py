@@ -4,9 +4,12 @@ A question whose key term appears nowhere in what was found ("Which *airline* di
 answered by those passages, however close they are in meaning. A term counts as mentioned when a passage uses it
 (same stem) or a word close to it in meaning: "Scandinavian capital" is grounded by "The Swedish capital".
 
-What makes a missing term *salient* (able to cap the answer at `closest` on its own): a name or a number, or a word
-that is rare in general English. Common words ("guy", "stuff", "happen") are paraphrase material, not facts; their
-absence is left to the learned confidence, which sees the share of the question's weight that is missing.
+What makes a missing term *salient* (able to cap the answer at `closest` on its own, and be named in it): the whole
+corpus never uses it, no retrieved passage says anything close, and it is a name, a number, or a noun of the
+question that is uncommon in general English ("which *airline*", "his *salary*"). Verbs and adjectives ("describe",
+"hopeful") frame a question rather than name what it asks about, and common nouns ("guy", "stuff") are paraphrase
+material; their absence is left to the learned confidence, which sees the share of the question's weight that
+no passage mentions.
 """
 
 from __future__ import annotations
@@ -108,12 +111,16 @@ class GroundingChecker:
         context_stems = set(question.context_terms)
         weights = {word: keyword.idf(stem(word)) for word, _ in asked}
         total = sum(weights.values()) or 1.0
-        unmatched = [(word, shape) for word, shape in asked if stem(word) not in passage_stems | context_stems]
+        unmatched = [(word, kind) for word, kind in asked if stem(word) not in passage_stems | context_stems]
         if not unmatched:
             return Grounding()
         close = self._close_words([word for word, _ in unmatched], _content(passage_words))
-        missing = [(word, shape) for word, shape in unmatched if word not in close]
-        salient = tuple(word for word, shape in missing if shape or zipf(word) < RARE_ZIPF)
+        missing = [(word, kind) for word, kind in unmatched if word not in close]
+        salient = tuple(
+            word
+            for word, kind in missing
+            if not keyword.knows(stem(word)) and (kind == "name" or (kind == "noun" and zipf(word) < RARE_ZIPF))
+        )
         return Grounding(
             missing=tuple(word for word, _ in missing),
             salient=salient,
@@ -168,19 +175,52 @@ def _nearest(static: StaticWordVectors, asked: list[str], candidates: list[str])
     return sorted({candidates[index] for row in nearest for index in row})
 
 
-def _question_words(text: str) -> list[tuple[str, bool]]:
-    """The question's content words, each with whether its shape makes it salient (a name or a number)."""
-    found: dict[str, bool] = {}
-    tokens = re.findall(r"[^\W_]+(?:['’][^\W_]+)?", text)
-    for index, token in enumerate(tokens):
-        word = token.lower().replace("’", "'")
-        if word.endswith("'s"):
-            word = word[:-2]
-        if word in STOP_WORDS or word in QUESTION_SCAFFOLD or (len(word) < 3 and not word.isdigit()):
+# Words after which a content word is (the start of) a noun phrase: "which airline", "his salary", "a new hotel".
+_NOUN_MARKERS = frozenset(
+    "a an the which whose his her their its my your our this that these those any some each every another "
+    "many much several".split()
+)
+# "What <noun> did ...": after "what", a run is a noun phrase only when a verb like these follows it.
+_AUXILIARIES = frozenset("do does did is are was were will would can could should has have had".split())
+WordKind = str  # "name" (a name or a number), "noun" (by the words before it), or "word"
+
+
+def _question_words(text: str) -> list[tuple[str, WordKind]]:
+    """The question's content words, each with what it looks like: a name or number, a noun, or another word."""
+    tokens = re.findall(r"[^\W_]+(?:['’][^\W_]+)?|[^\w\s]", text)
+    lowered = [token.lower().replace("’", "'").removesuffix("'s") for token in tokens]
+    nouns = _head_nouns(lowered)
+    found: dict[str, WordKind] = {}
+    for index, (token, word) in enumerate(zip(tokens, lowered, strict=True)):
+        if not _content_token(word) or word in QUESTION_SCAFFOLD:
             continue
-        name = index > 0 and token[:1].isupper() and not token.isupper()
-        found[word] = found.get(word, False) or name or bool(_NUMBER.match(word))
+        kind: WordKind = "word"
+        if (index > 0 and token[:1].isupper() and not token.isupper()) or _NUMBER.match(word):
+            kind = "name"
+        elif index in nouns:
+            kind = "noun"
+        if found.get(word, "word") == "word" or kind == "name":
+            found[word] = kind
     return list(found.items())
+
+
+def _content_token(word: str) -> bool:
+    return word[:1].isalnum() and word not in STOP_WORDS and (len(word) > 2 or word.isdigit())
+
+
+def _head_nouns(lowered: list[str]) -> set[int]:
+    """Positions of the last word of each run of content words after a determiner or wh-word: the head noun of
+    "which airline", "his salary", "a sweeping deal" ("deal", not "sweeping")."""
+    heads = set()
+    for index, word in enumerate(lowered):
+        if word not in _NOUN_MARKERS and word != "what":
+            continue
+        end = index + 1
+        while end < len(lowered) and _content_token(lowered[end]):
+            end += 1
+        if end > index + 1 and (word != "what" or (end < len(lowered) and lowered[end] in _AUXILIARIES)):
+            heads.add(end - 1)
+    return heads
 
 
 def _content(passage_words: set[str]) -> list[str]:

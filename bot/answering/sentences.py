@@ -89,9 +89,11 @@ _NUMBER = (
     r"\b\d[\d,.]*\b|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
     r"fifty|hundred|thousand|million|billion|dozen|half)\b"
 )
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+")
+# The wh-word opens a question, or ends a casual one ("davos meeting when", "xi trump summit where 👀").
 _ANSWER_TYPES = [
     (
-        re.compile(r"^\s*(when|what (year|date|day|month|time|century|decade))\b|\bwhat day\b", re.I),
+        re.compile(r"^\s*when\b|\bwhen\W*$|\b(what|which) (year|date|day|month|time|century|decade)\b", re.I),
         re.compile(f"{_YEAR}|{_MONTH}|{_WEEKDAY}"),
     ),
     (
@@ -100,7 +102,8 @@ _ANSWER_TYPES = [
         ),
         re.compile(_NUMBER, re.I),
     ),
-    (re.compile(r"^\s*(who|whom)\b", re.I), re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+")),
+    (re.compile(r"^\s*(who|whom)\b|\bwho\W*$", re.I), _NAME),
+    (re.compile(r"^\s*where\b|\bwhere\W*$|\b(which|what) (city|cities|country|place|town)\b", re.I), _NAME),
 ]
 
 QUESTION_TYPES = ("other", "who", "what", "when", "where", "why", "how", "which", "yes-no")

@@ -23,8 +23,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord_app.cogs.ask import AskCog
+from bot.discord_app.cogs.feedback import FeedbackButton, FeedbackCog
+from bot.discord_app.cogs.info import InfoCog
+from bot.discord_app.cogs.ingest import IngestCog
 from bot.discord_app.errors import BUSY, RESTARTING, DiscordSetupError, polite_message
-from bot.discord_app.render import render_error
+from bot.discord_app.render import NO_MENTIONS, render_error
 from bot.errors import BusyError
 from bot.feedback import FeedbackStore
 from bot.types import Answer, DocumentRecord, Turn
@@ -47,7 +51,6 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 # Touched while the gateway is connected, for container healthchecks (deploy/Dockerfile reads its age).
 HEARTBEAT_FILE = "discord.heartbeat"
 HEARTBEAT_SECONDS = 30.0
-NO_MENTIONS = discord.AllowedMentions.none()
 
 Farewell = Callable[[], Awaitable[None]]
 
@@ -73,29 +76,6 @@ def make_intents(message_content: bool) -> discord.Intents:
     intents = discord.Intents.default()
     intents.message_content = message_content
     return intents
-
-
-def missing_permission(channel: Any, me: Any) -> str:
-    """The first permission the bot lacks to answer in `channel`, named as in Discord's settings."""
-    try:
-        permissions = channel.permissions_for(me)
-    except (AttributeError, TypeError):  # an uncached channel or member: Discord's 403 is all we know
-        return "unknown (Discord answered 403 Missing Permissions)"
-    thread = isinstance(channel, discord.Thread)
-    send = ("send_messages_in_threads", "Send Messages in Threads") if thread else ("send_messages", "Send Messages")
-    needed = [
-        ("view_channel", "View Channel"),
-        send,
-        ("embed_links", "Embed Links"),
-        ("read_message_history", "Read Message History"),
-    ]
-    return next((label for name, label in needed if not getattr(permissions, name)), "unknown (Discord said 403)")
-
-
-def describe_channel(channel: Any) -> str:
-    """`#name (id)` for log lines."""
-    name = getattr(channel, "name", None)
-    return f"#{name} ({channel.id})" if name else f"channel {getattr(channel, 'id', '?')}"
 
 
 def command_differs(local: Any, remote: Any) -> bool:
@@ -183,16 +163,10 @@ class CitebotBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         """Load the cogs, register the persistent vote buttons and sync the slash commands (once per deploy)."""
-        from bot.discord_app.cogs.ask import AskCog
-        from bot.discord_app.cogs.feedback import FeedbackButton, FeedbackCog
-        from bot.discord_app.cogs.info import InfoCog
-
         await self.add_cog(AskCog(self))
         await self.add_cog(InfoCog(self))
         await self.add_cog(FeedbackCog(self))
         if self.ingestor is not None:
-            from bot.discord_app.cogs.ingest import IngestCog
-
             await self.add_cog(IngestCog(self))
         self.add_dynamic_items(FeedbackButton)
         self._heartbeat = asyncio.create_task(self.beat())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import discord
 
@@ -29,6 +30,8 @@ EMBEDS_PER_MESSAGE = 10
 THREAD_NAME_LIMIT = 100
 
 ELLIPSIS = "…"
+# Every message is sent with this: answers quote the corpus and members' words, and must never ping anyone.
+NO_MENTIONS = discord.AllowedMentions.none()
 ANSWER_COLOUR = discord.Colour.blurple()
 CLOSEST_COLOUR = discord.Colour.gold()
 ABSTAIN_COLOUR = discord.Colour.orange()
@@ -247,3 +250,26 @@ def render_help() -> discord.Embed:
         "When the documents do not say, I say so instead of guessing."
     )
     return discord.Embed(title="citebot", description=text, colour=ANSWER_COLOUR)
+
+
+def missing_permission(channel: Any, me: Any) -> str:
+    """The first permission the bot lacks to answer in `channel`, named as in Discord's settings."""
+    try:
+        permissions = channel.permissions_for(me)
+    except (AttributeError, TypeError):  # an uncached channel or member: Discord's 403 is all we know
+        return "unknown (Discord answered 403 Missing Permissions)"
+    thread = isinstance(channel, discord.Thread)
+    send = ("send_messages_in_threads", "Send Messages in Threads") if thread else ("send_messages", "Send Messages")
+    needed = [
+        ("view_channel", "View Channel"),
+        send,
+        ("embed_links", "Embed Links"),
+        ("read_message_history", "Read Message History"),
+    ]
+    return next((label for name, label in needed if not getattr(permissions, name)), "unknown (Discord said 403)")
+
+
+def describe_channel(channel: Any) -> str:
+    """`#name (id)` for log lines."""
+    name = getattr(channel, "name", None)
+    return f"#{name} ({channel.id})" if name else f"channel {getattr(channel, 'id', '?')}"

@@ -20,7 +20,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_app.bot import NO_MENTIONS, describe_channel, missing_permission
 from bot.discord_app.cogs.feedback import feedback_view
 from bot.discord_app.conversations import (
     HISTORY_MESSAGES,
@@ -31,7 +30,15 @@ from bot.discord_app.conversations import (
 )
 from bot.discord_app.errors import RESTARTING, polite_message
 from bot.discord_app.logs import log_answer
-from bot.discord_app.render import question_from_mention, render_answer, render_error, thread_name
+from bot.discord_app.render import (
+    NO_MENTIONS,
+    describe_channel,
+    missing_permission,
+    question_from_mention,
+    render_answer,
+    render_error,
+    thread_name,
+)
 from bot.engine import MAX_QUESTION_CHARS
 from bot.types import Answer, Turn
 

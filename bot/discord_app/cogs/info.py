@@ -9,8 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_app.bot import NO_MENTIONS
-from bot.discord_app.render import render_help, render_sources
+from bot.discord_app.render import NO_MENTIONS, render_help, render_sources
 
 if TYPE_CHECKING:
     from bot.discord_app.bot import CitebotBot

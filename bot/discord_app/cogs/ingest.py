@@ -19,8 +19,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_app.bot import NO_MENTIONS
-from bot.discord_app.render import CONTENT_LIMIT, clean, shorten
+from bot.discord_app.render import CONTENT_LIMIT, NO_MENTIONS, clean, shorten
 from bot.errors import BlockedURL
 from ingest.fetch import check_url
 from ingest.loaders import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
