@@ -42,11 +42,10 @@ from bot.answering.scorer import (
     RANKER_FILE,
     confidence_row,
 )
-from bot.answering.sentences import CATEGORICAL, FEATURES, candidates
+from bot.answering.sentences import CATEGORICAL, FEATURES
 from bot.engine import Engine, readings
 from bot.evaluation import load_cases
-from bot.keyword import words
-from bot.types import Turn, embedding_text
+from bot.types import Turn
 
 SEED_SETS = (PROJECT_ROOT / "tests" / "data" / "devset.jsonl", PROJECT_ROOT / "tests" / "data" / "natural_dev.jsonl")
 # The seed questions are what citebot is for; SQuAD is many times larger, so each seed question counts this much
@@ -116,23 +115,17 @@ def collect(engine: Engine, items: Iterable[Item], source: str) -> list[Group]:
     """Groups for (question, history, gold strings, answerable) items, every reading of each."""
     answerer = engine.extractive
     snapshot = engine.searcher.snapshot()
-    # Embed every sentence and every word of the corpus in large batches first: the same vectors the answerer
-    # would compute question by question, much faster.
+    # Embed every sentence of an index built without sentence vectors first, in large batches: the same vectors
+    # the answerer would compute question by question, much faster.
     for begin in range(0, len(snapshot.chunks), 256):
         answerer.vectors.get(snapshot.chunks[begin : begin + 256], snapshot.sentences)
-    answerer.grounding.prime(word for chunk in snapshot.chunks for word in words(embedding_text(chunk)))
     groups = []
     for text, history, gold, answerable in items:
         for question in readings(text, history, engine.settings.top_k):
             if question.more:
                 continue
             retrieval = engine.retrieve(question, engine.settings.top_k)
-            question = retrieval.question  # now with its vector
-            grounding = answerer.grounding.check(question, retrieval.hits, retrieval.snapshot.keyword)
-            sentences = answerer.vectors.get([hit.chunk for hit in retrieval.hits], retrieval.snapshot.sentences)
-            found = candidates(
-                question, retrieval.hits, sentences, retrieval.snapshot.keyword, grounding, answerer.static
-            )
+            found, _ = answerer.candidates(retrieval)
             if not found:
                 continue
             labels = np.asarray([answerable and any(g in c.quote for g in gold) for c in found], dtype=np.float32)

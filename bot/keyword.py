@@ -39,6 +39,11 @@ def words(text: str) -> list[str]:
     return [word.lower().replace("’", "'") for word in _WORD.findall(text)]
 
 
+def vocabulary(text: str) -> set[str]:
+    """The content words of a text as written (lower-case): what single-word vectors are kept for."""
+    return {word for word in words(text) if word not in STOP_WORDS and len(word) > 2 and not word.isdigit()}
+
+
 def stem(word: str) -> str:
     """The analyzer's stem of one lower-case word ("talks" -> "talk")."""
     return str(_stemmer().stemWord(word))  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from bot.embeddings import Embedder
-from bot.keyword import KeywordIndex, terms, words
+from bot.keyword import KeywordIndex, terms, vocabulary, words
 from bot.store import ChunkStore
 from bot.timeframe import POOL_FACTOR, narrow, time_frame, time_terms
 from bot.types import Chunk, ChunkSentences, DocumentRecord, Question, ScoredChunk, embedding_text
@@ -44,6 +44,7 @@ class CorpusSnapshot:
     keyword: KeywordIndex = field(default_factory=lambda: KeywordIndex([]))
     position: dict[str, int] = field(default_factory=dict)  # chunk id -> index in `chunks`
     sentences: dict[str, ChunkSentences] = field(default_factory=dict)  # chunk id -> vectors stored at ingestion
+    words: dict[str, np.ndarray] = field(default_factory=dict)  # the corpus's words -> their vectors (half precision)
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,13 @@ class HybridSearcher:
         kept = [chunk for chunk in previous.chunks if chunk.doc_id in documents]
         known = {chunk.doc_id for chunk in kept}
         sentences = {chunk.id: previous.sentences[chunk.id] for chunk in kept if chunk.id in previous.sentences}
+        vocabulary_of_new: set[str] = set()
         for chunk, found in self._store.chunks_of(doc_id for doc_id in documents if doc_id not in known):
             kept.append(chunk)
+            vocabulary_of_new |= vocabulary(embedding_text(chunk))
             if found is not None:
                 sentences[chunk.id] = found
+        word_vectors = {**previous.words, **self._store.word_vectors(vocabulary_of_new - previous.words.keys())}
         chunks = sorted(kept, key=lambda chunk: (chunk.doc_id, chunk.position))
         current = {chunk.id for chunk in chunks}
         self._terms = {chunk_id: tokens for chunk_id, tokens in self._terms.items() if chunk_id in current}
@@ -120,6 +124,7 @@ class HybridSearcher:
             keyword=keyword,
             position={chunk.id: index for index, chunk in enumerate(chunks)},
             sentences=sentences,
+            words=word_vectors,
         )
 
     def search(

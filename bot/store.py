@@ -89,6 +89,7 @@ class _Handles:
     client: Any
     chunks: Any
     documents: Any
+    words: Any
 
 
 def _fresh_embedded_client(path: Path) -> Any:
@@ -168,6 +169,7 @@ class ChunkStore:
                 name, embedding_function=function, metadata={"hnsw:space": "cosine"}
             )
             documents = client.get_or_create_collection(f"{name}__documents", embedding_function=function)
+            words = client.get_or_create_collection(f"{name}__words", embedding_function=function)
         except StoreError:
             raise
         except Exception as exc:
@@ -175,7 +177,7 @@ class ChunkStore:
                 f"cannot open the index ({self.location}): {_one_line(exc)}; check CITEBOT_CHROMA_HOST/"
                 "CITEBOT_CHROMA_PORT and CITEBOT_CHROMA_TOKEN"
             ) from exc
-        return _Handles(client, chunks, documents)
+        return _Handles(client, chunks, documents, words)
 
     def refresh(self) -> None:
         """Reopen an embedded index so vectors written by another process become searchable.
@@ -421,6 +423,38 @@ class ChunkStore:
             for chunk_id, text, meta, dist in found
             if meta is not None
         ]
+
+    # -- words -------------------------------------------------------------------------------------------------
+
+    def word_vectors(self, words: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those of `words` that ingestion embedded (each word on its own), half precision."""
+        wanted = sorted(set(words))
+        found: dict[str, np.ndarray] = {}
+        for part in self._batched(wanted):
+            result = self._call("read word vectors", self._open().words.get, ids=list(part), include=["embeddings"])
+            vectors = np.asarray(result["embeddings"], dtype=np.float16)
+            found.update(zip(result["ids"], vectors, strict=True))
+        return found
+
+    def known_words(self, words: Iterable[str]) -> set[str]:
+        """Those of `words` whose vectors are stored."""
+        known: set[str] = set()
+        for part in self._batched(sorted(set(words))):
+            result = self._call("read word vectors", self._open().words.get, ids=list(part), include=[])
+            known.update(result["ids"])
+        return known
+
+    def add_word_vectors(self, words: Sequence[str], vectors: np.ndarray) -> None:
+        """Keep single-word vectors (the corpus vocabulary): a word's vector never changes, so none is deleted."""
+        begin = 0
+        for part in self._batched(words):
+            self._call(
+                "write word vectors",
+                self._open().words.upsert,
+                ids=list(part),
+                embeddings=vectors[begin : begin + len(part)],
+            )
+            begin += len(part)
 
     def similarities(self, vector: np.ndarray, chunk_ids: Sequence[str]) -> dict[str, float]:
         """Cosine similarity of `vector` to the given chunks (for passages found by keyword search only)."""

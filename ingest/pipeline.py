@@ -23,6 +23,7 @@ from bot.answering.sentences import embed_sentences
 from bot.config import Settings
 from bot.embeddings import Embedder
 from bot.errors import IngestError, SkippedFile
+from bot.keyword import vocabulary
 from bot.store import ChunkStore
 from bot.types import Chunk, DocumentRecord
 from ingest.fetch import Fetcher, FetchOptions, is_url
@@ -103,6 +104,7 @@ class IngestPipeline:
         self._progress = progress or (lambda stage, done, total: None)
         self.fetcher = fetcher or Fetcher()
         self._lock = threading.Lock()
+        self._known_words: set[str] = set()  # words this pipeline has seen stored, so it asks the index once each
 
     @classmethod
     def for_settings(
@@ -167,6 +169,16 @@ class IngestPipeline:
             self._store.delete_documents(pending)
         return len(pending)
 
+    def _add_words(self, chunks: Sequence[Chunk]) -> None:
+        """Embed each word of the chunks the index has no vector for yet (the answerer compares words by meaning)."""
+        seen = _vocabulary(chunks)
+        fresh = seen - self._known_words
+        fresh -= self._store.known_words(fresh)
+        if fresh:
+            ordered = sorted(fresh)
+            self._store.add_word_vectors(ordered, self._embedder.embed_documents(ordered))
+        self._known_words |= seen
+
     def _splitter(self) -> Splitter:
         return Splitter(self._embedder.count_tokens, max_tokens=self._embedder.max_tokens)
 
@@ -217,6 +229,7 @@ class IngestPipeline:
             chunks = [chunk for _, _, doc_chunks in batch for chunk in doc_chunks]
             vectors = self._embedder.embed_documents([embedding_text(chunk) for chunk in chunks])
             sentences = embed_sentences(chunks, self._embedder)
+            self._add_words(chunks)
             self._store.put_documents(records, texts={doc_id: document.text for doc_id, document, _ in batch})
             try:
                 self._store.add_chunks(chunks, vectors, sentences)
@@ -233,6 +246,10 @@ class IngestPipeline:
             done += len(batch)
             self._progress("embed", done, total)
         return written
+
+
+def _vocabulary(chunks: Sequence[Chunk]) -> set[str]:
+    return {word for chunk in chunks for word in vocabulary(embedding_text(chunk))}
 
 
 def _handover(

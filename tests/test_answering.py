@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from bot.answering.extractive import referent, with_referent
-from bot.answering.grounding import GroundingChecker, describe_missing
+from bot.answering.grounding import Grounding, GroundingChecker, describe_missing
 from bot.answering.sentences import FEATURES, Candidate, candidates, embed_sentences, offers_answer_type
+from bot.answering.words import WordVectors
 from bot.config import Settings
 from bot.embeddings import HashingEmbedder
 from bot.engine import Engine, readings
 from bot.keyword import KeywordIndex, terms
+from bot.retrieval import CorpusSnapshot, Retrieval
 from bot.types import Chunk, Question, ScoredChunk, Turn
 from ingest.pipeline import IngestPipeline
 from tests.conftest import SEED_CORPUS
@@ -34,6 +36,16 @@ def question(text: str, history: tuple[Turn, ...] = ()) -> Question:
     return Question(text, text, tuple(terms(text)), history=history)
 
 
+def retrieval(asked: Question, hits: list[ScoredChunk], corpus: list[str] | None = None) -> Retrieval:
+    """What retrieval would hand the answerer: the passages, and a corpus of `corpus` texts (default: the hits)."""
+    keyword = KeywordIndex.from_texts(corpus if corpus is not None else [hit.chunk.text for hit in hits])
+    return Retrieval(asked, tuple(hits), CorpusSnapshot(keyword=keyword))
+
+
+def grounding_of(asked: Question, hits: list[ScoredChunk]) -> Grounding:
+    return GroundingChecker(WordVectors(HashingEmbedder())).check(retrieval(asked, hits))
+
+
 # -- grounding ----------------------------------------------------------------------------------------------------
 
 
@@ -44,9 +56,8 @@ def test_a_salient_term_no_passage_mentions_is_missing() -> None:
         ),
         chunk_of("Bessent said he would stop there before continuing on to Beijing"),
     ]
-    keyword = KeywordIndex.from_texts([hit.chunk.text for hit in hits])
     asked = question("Which airline did Bessent fly to Seoul?")
-    grounding = GroundingChecker(HashingEmbedder()).check(asked, hits, keyword)
+    grounding = grounding_of(asked, hits)
     assert "airline" in grounding.salient and not grounding.grounded
     assert "seoul" not in grounding.missing  # the passage says it
     assert describe_missing(grounding.salient, asked.text) == "an airline"
@@ -54,17 +65,13 @@ def test_a_salient_term_no_passage_mentions_is_missing() -> None:
 
 def test_common_words_and_words_the_passages_use_are_not_salient() -> None:
     hits = [chunk_of("He is Beijing’s top economic negotiator for this relationship.", heading="Why send He Lifeng?")]
-    keyword = KeywordIndex.from_texts([hit.chunk.text for hit in hits])
-    grounding = GroundingChecker(HashingEmbedder()).check(
-        question("what's the deal with that guy Lifeng?"), hits, keyword
-    )
+    grounding = grounding_of(question("what's the deal with that guy Lifeng?"), hits)
     assert grounding.grounded  # "deal" is scaffolding, "guy" is common English, "Lifeng" is in the heading
 
 
 def test_names_and_numbers_are_salient_however_common() -> None:
     hits = [chunk_of("China said Vice Premier He Lifeng will lead its delegation on May 12-13, and Scott Bessent")]
-    keyword = KeywordIndex.from_texts([hit.chunk.text for hit in hits])
-    grounding = GroundingChecker(HashingEmbedder()).check(question("Did Bessent meet Kishida in 2024?"), hits, keyword)
+    grounding = grounding_of(question("Did Bessent meet Kishida in 2024?"), hits)
     assert set(grounding.salient) == {"kishida", "2024"}
     assert describe_missing(grounding.salient, "Did Bessent meet Kishida in 2024?") == "Kishida or 2024"
 
@@ -79,8 +86,7 @@ def test_every_quotable_sentence_is_a_candidate_with_verbatim_offsets() -> None:
     asked = question("How important is He Lifeng?")
     asked = Question(asked.text, asked.search_text, asked.terms, vector=embedder.embed_query(asked.text))
     sentences = embed_sentences([hit.chunk], embedder)
-    keyword = KeywordIndex.from_texts([text])
-    found = candidates(asked, [hit], sentences, keyword, GroundingChecker().check(asked, [hit], keyword))
+    found = candidates(retrieval(asked, [hit]), sentences, Grounding(), WordVectors(embedder))
     assert [c.quote for c in found] == [
         "He is Beijing’s top economic negotiator for this relationship.",
         SEOUL[SEOUL.index("He also sits") : SEOUL.index("technical chatter.") + len("technical chatter.")],

@@ -26,8 +26,7 @@ from bot.answering.citations import NO_ANSWER, citation, decline, with_markers
 from bot.answering.grounding import Grounding, GroundingChecker, describe_missing
 from bot.answering.scorer import SentenceScorer
 from bot.answering.sentences import Candidate, SentenceVectors, candidates
-from bot.answering.words import StaticWordVectors
-from bot.config import DEFAULT_EMBEDDING_MODEL
+from bot.answering.words import WordVectors
 from bot.embeddings import Embedder
 from bot.keyword import terms
 from bot.retrieval import Retrieval
@@ -76,19 +75,21 @@ class ExtractiveAnswerer:
         self.settings = settings or ExtractiveSettings()
         self.scorer = scorer or SentenceScorer()
         self.vectors = SentenceVectors(embedder)
-        self.static = StaticWordVectors(DEFAULT_EMBEDDING_MODEL if embedder is None else embedder.name)
-        self.grounding = GroundingChecker(embedder, self.static)
+        self.words = WordVectors(embedder)
+        self.grounding = GroundingChecker(self.words)
 
     def warm_up(self) -> None:
         self.scorer.warm_up()
         self.grounding.warm_up()
-        self.static.warm_up()
+
+    def candidates(self, retrieval: Retrieval) -> tuple[list[Candidate], Grounding]:
+        """Every sentence of the passages with its features (unscored), and what the passages do not mention."""
+        grounding = self.grounding.check(retrieval)
+        sentences = self.vectors.get([hit.chunk for hit in retrieval.hits], retrieval.snapshot.sentences)
+        return candidates(retrieval, sentences, grounding, self.words), grounding
 
     def analyse(self, retrieval: Retrieval) -> Analysis:
-        question, hits = retrieval.question, retrieval.hits
-        grounding = self.grounding.check(question, hits, retrieval.snapshot.keyword)
-        sentences = self.vectors.get([hit.chunk for hit in hits], retrieval.snapshot.sentences)
-        found = candidates(question, hits, sentences, retrieval.snapshot.keyword, grounding, self.static)
+        found, grounding = self.candidates(retrieval)
         if not found:
             return Analysis((), (), 0.0, grounding)
         matrix = np.stack([candidate.features for candidate in found])

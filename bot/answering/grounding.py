@@ -15,18 +15,15 @@ no passage mentions.
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from bot.answering.words import StaticWordVectors
-from bot.embeddings import Embedder
-from bot.keyword import STOP_WORDS, KeywordIndex, stem, words
-from bot.types import Question, ScoredChunk
+from bot.answering.words import WordVectors
+from bot.keyword import STOP_WORDS, stem, words
+from bot.retrieval import Retrieval
 
 # Words that shape a question rather than name what it asks about; never reported as missing.
 QUESTION_SCAFFOLD = frozenset(
@@ -42,7 +39,6 @@ QUESTION_SCAFFOLD = frozenset(
 SIMILAR_WORD = 0.6
 # general-English Zipf frequency below which a missing word is salient (5 ~ once per 100k words: "guy", "special")
 RARE_ZIPF = 4.6
-_WORD_CACHE_SIZE = 50_000
 _NUMBER = re.compile(r"^\d[\d,.]*$")
 
 
@@ -76,30 +72,15 @@ def zipf(word: str) -> float:
 class GroundingChecker:
     """Checks questions against passages; single-word vectors are cached, so popular words are embedded once."""
 
-    def __init__(
-        self,
-        embedder: Embedder | None = None,
-        static: StaticWordVectors | None = None,
-        similar_word: float = SIMILAR_WORD,
-    ) -> None:
-        self._embedder = embedder
-        self._static = static
+    def __init__(self, word_vectors: WordVectors | None = None, similar_word: float = SIMILAR_WORD) -> None:
+        self._word_vectors = word_vectors
         self.similar_word = similar_word
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
 
     def warm_up(self) -> None:
         zipf("warm")
 
-    def prime(self, vocabulary: Iterable[str], batch: int = 512) -> None:
-        """Embed these words now (in large batches), so questions about them need no word embedding."""
-        if self._embedder is None:
-            return
-        candidates = _content(set(vocabulary))
-        for begin in range(0, len(candidates), batch):
-            self._word_vectors(candidates[begin : begin + batch])
-
-    def check(self, question: Question, hits: Sequence[ScoredChunk], keyword: KeywordIndex) -> Grounding:
+    def check(self, retrieval: Retrieval) -> Grounding:
+        question, hits, keyword = retrieval.question, retrieval.hits, retrieval.snapshot.keyword
         asked = _question_words(question.text)
         if not asked:
             return Grounding()
@@ -114,7 +95,7 @@ class GroundingChecker:
         unmatched = [(word, kind) for word, kind in asked if stem(word) not in passage_stems | context_stems]
         if not unmatched:
             return Grounding()
-        close = self._close_words([word for word, _ in unmatched], _content(passage_words))
+        close = self._close_words([word for word, _ in unmatched], _content(passage_words), retrieval.snapshot.words)
         missing = [(word, kind) for word, kind in unmatched if word not in close]
         salient = tuple(
             word
@@ -128,51 +109,16 @@ class GroundingChecker:
             unmatched_weight=sum(weights[word] for word, _ in unmatched) / total,
         )
 
-    def _close_words(self, asked: list[str], candidates: list[str]) -> set[str]:
-        """The asked words that some candidate word is close to in meaning (by the model, on the few candidates
-        its input word vectors put nearest, so a question embeds a handful of words, not every passage word)."""
-        if self._embedder is None or not candidates:
+    def _close_words(self, asked: list[str], candidates: list[str], stored: Mapping[str, np.ndarray]) -> set[str]:
+        """The asked words that some candidate word is close to in meaning."""
+        if self._word_vectors is None or not candidates:
             return set()
-        shortlist = _nearest(self._static, asked, candidates) if self._static is not None else candidates
-        candidates = shortlist or candidates
-        vectors = self._word_vectors(asked + candidates)
-        asked_vectors = np.stack([vectors[word] for word in asked])
-        candidate_vectors = np.stack([vectors[word] for word in candidates])
+        asked_vectors = self._word_vectors.vectors(asked, stored)
+        candidate_vectors = self._word_vectors.vectors(candidates, stored)
+        if asked_vectors is None or candidate_vectors is None:
+            return set()
         best = (asked_vectors @ candidate_vectors.T).max(axis=1)
         return {word for word, score in zip(asked, best, strict=True) if score >= self.similar_word}
-
-    def _word_vectors(self, needed: Iterable[str]) -> dict[str, np.ndarray]:
-        assert self._embedder is not None
-        needed = list(dict.fromkeys(needed))
-        with self._lock:
-            missing = [word for word in needed if word not in self._vectors]
-        if missing:
-            fresh = self._embedder.embed_documents(missing)
-            with self._lock:
-                for word, vector in zip(missing, fresh, strict=True):
-                    self._vectors[word] = vector
-                while len(self._vectors) > _WORD_CACHE_SIZE:
-                    self._vectors.popitem(last=False)
-        with self._lock:
-            found = {}
-            for word in needed:
-                self._vectors.move_to_end(word)
-                found[word] = self._vectors[word]
-            return found
-
-
-SHORTLIST = 8
-
-
-def _nearest(static: StaticWordVectors, asked: list[str], candidates: list[str]) -> list[str]:
-    """The candidates nearest to any asked word by input word vectors ([] when the model has none)."""
-    asked_vectors, candidate_vectors = static.vectors(asked), static.vectors(candidates)
-    if asked_vectors is None or candidate_vectors is None:
-        return []
-    similarity = asked_vectors @ candidate_vectors.T
-    count = min(SHORTLIST, len(candidates))
-    nearest = np.argpartition(-similarity, count - 1, axis=1)[:, :count]
-    return sorted({candidates[index] for row in nearest for index in row})
 
 
 # Words after which a content word is (the start of) a noun phrase: "which airline", "his salary", "a new hotel".

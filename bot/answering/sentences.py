@@ -17,16 +17,17 @@ import itertools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from bot.answering.citations import quotable_sentences
 from bot.answering.grounding import Grounding
-from bot.answering.words import StaticWordVectors
+from bot.answering.words import WordVectors
 from bot.embeddings import Embedder
-from bot.keyword import STOP_WORDS, KeywordIndex, terms, words
+from bot.keyword import STOP_WORDS, terms, words
+from bot.retrieval import Retrieval
 from bot.types import Chunk, ChunkSentences, Question, ScoredChunk
 
 PRONOUN_OPENING = re.compile(r"^(he|she|they|it|this|that|these|those|his|her|their|its|there)\b", re.IGNORECASE)
@@ -155,7 +156,8 @@ FEATURES = (
     "matched",  # question terms in the sentence
     "bigrams",  # question term pairs in the sentence, in order
     "exact_words",  # the share of the question's content words the sentence has, unstemmed
-    "soft_coverage",  # how close, word by word, the sentence comes to the question's words (input word vectors)
+    "soft_coverage",  # the mean over the question's words of the closest word of the sentence (word vectors)
+    "soft_coverage_min",  # ... the least covered question word
     "passage_similarity",
     "passage_score",
     "passage_rank",
@@ -192,14 +194,13 @@ class Candidate:
 
 
 def candidates(
-    question: Question,
-    hits: Sequence[ScoredChunk],
+    retrieval: Retrieval,
     sentences: Sequence[ChunkSentences | None],
-    keyword: KeywordIndex,
     grounding: Grounding,
-    static: StaticWordVectors | None = None,
+    word_vectors: WordVectors | None = None,
 ) -> list[Candidate]:
-    """Every quotable sentence of the hits, with features (unscored, in passage order)."""
+    """Every quotable sentence of the retrieved passages, with features (unscored, in passage order)."""
+    question, hits, keyword = retrieval.question, retrieval.hits, retrieval.snapshot.keyword
     weights: dict[str, float] = {}
     for term in question.context_terms:
         weights[term] = 0.4 * keyword.idf(term)
@@ -212,7 +213,8 @@ def candidates(
 
     question_words = set(words(question.text))
     content = tuple(dict.fromkeys(word for word in words(question.text) if _content_word(word)))
-    asked_vectors = static.vectors(content) if static is not None else None
+    stored = retrieval.snapshot.words
+    asked_vectors = word_vectors.vectors(content, stored) if word_vectors is not None and content else None
     pairs = set(itertools.pairwise(question.terms))
     query = question.vector
     rows: list[np.ndarray] = []
@@ -255,7 +257,7 @@ def candidates(
                 "matched": float(sum(term in own for term in question.terms)),
                 "bigrams": float(len(pairs & set(itertools.pairwise(analysed[index])))),
                 "exact_words": len(set(content) & set(sentence_words)) / len(content) if content else 0.0,
-                "soft_coverage": _soft_coverage(asked_vectors, sentence_words, static),
+                **_soft_coverage(asked_vectors, sentence_words, word_vectors, stored),
                 "passage_similarity": hit.similarity,
                 "passage_score": hit.score,
                 "passage_rank": float(rank),
@@ -296,11 +298,15 @@ def _content_word(word: str) -> bool:
     return word not in STOP_WORDS and len(word) > 2
 
 
-def _soft_coverage(asked: np.ndarray | None, sentence_words: list[str], static: StaticWordVectors | None) -> float:
-    """The mean, over the question's content words, of the closest word of the sentence (input word vectors)."""
-    if asked is None or static is None or not sentence_words:
-        return 0.0
-    offered = static.vectors(sentence_words)
-    if offered is None:
-        return 0.0
-    return float((asked @ offered.T).max(axis=1).mean())
+def _soft_coverage(
+    asked: np.ndarray | None,
+    sentence_words: list[str],
+    word_vectors: WordVectors | None,
+    stored: Mapping[str, np.ndarray],
+) -> dict[str, float]:
+    """For each of the question's content words, how close the sentence's closest word comes: mean and least."""
+    offered = word_vectors.vectors(sentence_words, stored) if word_vectors is not None and sentence_words else None
+    if asked is None or offered is None:
+        return {"soft_coverage": 0.0, "soft_coverage_min": 0.0}
+    closest = (asked @ offered.T).max(axis=1)
+    return {"soft_coverage": float(closest.mean()), "soft_coverage_min": float(closest.min())}
