@@ -38,11 +38,13 @@ class ExtractiveSettings:
     """How much an answer quotes. Chosen on the development data (SQuAD's development split and the seed sets)."""
 
     # Another sentence is quoted only while its ranker score is within this margin of the best one's, it adds
-    # question terms or meaning the chosen ones lack, and the quote stays short.
+    # question terms the chosen ones lack, and the quote stays short.
     extra_sentence_margin: float = 1.0
     max_sentences: int = 3
     max_quote_chars: int = 600
-    closest_sentences: int = 2
+    # Not sure of the best sentence: show the few closest ones, a wider margin (the answer is often the second).
+    closest_sentences: int = 3
+    closest_margin: float = 3.0
     # Of the sentences a follow-up like "tell me more" may quote next, the best ones by this margin.
     more_sentences: int = 3
 
@@ -120,12 +122,13 @@ class ExtractiveAnswerer:
         if support == "none":
             return decline(question.text, analysis.confidence, _missing_reason(analysis.grounding, question.text))
         limit = max(1, question.limit)
+        s = self.settings
         if question.more:
             chosen = self._more(ranked, limit)
         elif support == "answered":
-            chosen = self._choose(ranked, scores, min(limit, self.settings.max_sentences))
+            chosen = self._choose(ranked, scores, min(limit, s.max_sentences), s.extra_sentence_margin)
         else:
-            chosen = self._choose(ranked, scores, min(limit, self.settings.closest_sentences))
+            chosen = self._choose(ranked, scores, min(limit, s.closest_sentences), s.closest_margin)
         return compose_answer(question.text, chosen, support, analysis.confidence, analysis.grounding)
 
     def decline(self, retrieval: Retrieval) -> Answer:
@@ -134,18 +137,22 @@ class ExtractiveAnswerer:
         question = retrieval.question
         if self.support(analysis) == "none" or not analysis.ranked:
             return decline(question.text, analysis.confidence, _missing_reason(analysis.grounding, question.text))
-        chosen = self._choose(analysis.ranked, analysis.scores, min(question.limit, self.settings.closest_sentences))
+        s = self.settings
+        chosen = self._choose(
+            analysis.ranked, analysis.scores, min(question.limit, s.closest_sentences), s.closest_margin
+        )
         return compose_answer(question.text, chosen, "closest", analysis.confidence, analysis.grounding)
 
-    def _choose(self, ranked: Sequence[Candidate], scores: Sequence[float], limit: int) -> list[Candidate]:
-        """The best sentence, then others close to it in score that add something, best first."""
-        s = self.settings
+    def _choose(
+        self, ranked: Sequence[Candidate], scores: Sequence[float], limit: int, margin: float
+    ) -> list[Candidate]:
+        """The best sentence, then others within `margin` of its score that add something, best first."""
         chosen = [ranked[0]]
         covered = set(terms(ranked[0].quote))
         for candidate, score in zip(ranked[1:], scores[1:], strict=True):
-            if len(chosen) >= limit or score < scores[0] - s.extra_sentence_margin:
+            if len(chosen) >= limit or score < scores[0] - margin:
                 break
-            if sum(len(c.quote) for c in chosen) + len(candidate.quote) > s.max_quote_chars:
+            if sum(len(c.quote) for c in chosen) + len(candidate.quote) > self.settings.max_quote_chars:
                 continue
             own = set(terms(candidate.quote))
             if not own - covered or _same_sentence(candidate, chosen):
