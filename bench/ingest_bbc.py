@@ -2,8 +2,9 @@
 
 Everything model-heavy runs in one child process on a fresh embedded index in a temporary CITEBOT_DATA_DIR:
  1. a full ingestion through `IngestPipeline.run` (seconds, chunks written, chunks/s, where the time goes);
- 2. the bare-model floor: `embed_documents` on exactly the texts, in exactly the batches, the pipeline embedded
-    (recorded during run 1), on the already loaded model; reported as chunks/s and pipeline/bare (goal <= 1.25);
+ 2. the bare-model floor: `embed_documents` on exactly the chunk texts, in exactly the batches, the pipeline
+    embedded (recorded during run 1; the sentence and word vectors are the pipeline's own extra work), on the
+    already loaded model; reported as chunks/s and pipeline/bare (goal <= 1.3);
  3. a re-ingestion of the unchanged corpus, with a new store and embedder as a second CLI run would have
     (goal <= 5 % of run 1);
  4. the child's peak RSS, read by the parent with `os.wait4` (goal < 2 GB).
@@ -45,7 +46,7 @@ from ingest.splitter import Splitter
 
 DATA = SHARED_DATA / "bbc-news"
 CATEGORIES = ("business", "entertainment", "politics", "sport", "tech")
-RATIO_GOAL = 1.25
+RATIO_GOAL = 1.3  # with sentence vectors (issue: answers people can trust)
 REINGEST_GOAL = 0.05
 RSS_GOAL = 2 * 1000**3  # "2 GB"
 
@@ -59,7 +60,9 @@ RUN_ROWS = [
     ("model load", "model load (import + weights)"),
     ("split", "split into chunks"),
     ("tokenize", "  of which tokenizer (count_tokens)"),
-    ("embed", "embed (embed_documents)"),
+    ("embed", "embed (embed_documents: chunks, sentences, words)"),
+    ("sentence vectors", "  of which sentence and heading vectors"),
+    ("word vectors", "  of which word vectors (new words, and the index lookup)"),
     ("store: add_chunks", "store: write chunks (add_chunks)"),
     ("store: put_documents", "store: write document records"),
     ("store: delete_documents", "store: delete documents"),
@@ -109,15 +112,38 @@ def parent(data: Path, workdir: Path | None, profile: int) -> None:
 
 
 class RecordingEmbedder:
-    """Keeps the texts of every `embed_documents` call, batch by batch, so they can be replayed."""
+    """Keeps the texts of the chunk `embed_documents` calls, batch by batch, so they can be replayed: the bare
+    model embeds only the chunks; sentence and word vectors are the pipeline's own extra work (the calls made while
+    `extra` is set)."""
 
     def __init__(self, embed: Callable[[list[str]], Vectors]) -> None:
         self._embed = embed
         self.batches: list[list[str]] = []
+        self.extra = False
 
     def __call__(self, texts: list[str]) -> Vectors:
-        self.batches.append(list(texts))
+        if not self.extra:
+            self.batches.append(list(texts))
         return self._embed(texts)
+
+
+def mark_extra_embedding(recorder: RecordingEmbedder, times: Breakdown) -> None:
+    """Time the sentence- and word-vector steps, and keep their embed calls out of the bare-model replay."""
+
+    def extra(function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            recorder.extra = True
+            try:
+                return function(*args, **kwargs)
+            finally:
+                recorder.extra = False
+
+        return wrapper
+
+    pipeline_module.embed_sentences = extra(pipeline_module.embed_sentences)
+    IngestPipeline._add_words = extra(IngestPipeline._add_words)  # type: ignore[method-assign]
+    times.wrap(pipeline_module, "embed_sentences", "sentence vectors")
+    times.wrap(IngestPipeline, "_add_words", "word vectors")
 
 
 def instrument(embedder: Embedder, store: ChunkStore, times: Breakdown) -> None:
@@ -197,6 +223,7 @@ def child(data: Path, profile: int) -> None:
     embedder, store, where = open_index(times)
     recorder = RecordingEmbedder(embedder.embed_documents)
     embedder.embed_documents = recorder  # type: ignore[method-assign]
+    mark_extra_embedding(recorder, times)
     print(f"\n1. full ingestion: {files} .txt files in {len(roots)} folders -> {where}")
     print(f"   (batches of >= {EMBED_BATCH_CHUNKS} chunks per embed_documents call)", flush=True)
     pipeline = IngestPipeline(store, embedder, progress_printer())
@@ -219,9 +246,11 @@ def child(data: Path, profile: int) -> None:
     print(f"   CPU time       {first_clock.cpu_seconds:9.2f}  ({load_average()} after run 1)")
     print(f"   peak RSS after run 1 (this process): {format_bytes(rss_after_first)}", flush=True)
 
-    # 2. The bare-model floor: the same texts, the same batches, the original (unwrapped) embed call.
+    # 2. The bare-model floor: the same chunk texts, the same batches, the original (unwrapped) embed call.
     texts = sum(len(batch) for batch in recorder.batches)
-    print(f"\n2. bare model: embed_documents on the same {texts} texts in the same {len(recorder.batches)} batches")
+    extra_seconds = times.seconds.get("sentence vectors", 0.0) + times.seconds.get("word vectors", 0.0)
+    batches = len(recorder.batches)
+    print(f"\n2. bare model: embed_documents on the same {texts} chunk texts in the same {batches} batches")
     if texts != first.chunks_written:
         print(f"   note: {texts} texts were embedded but {first.chunks_written} chunks written")
     embed: Callable[[list[str]], Any] = recorder._embed
@@ -242,6 +271,8 @@ def child(data: Path, profile: int) -> None:
     print(f"   without the one-off model load ({model_load:.2f} s): {rest / bare.seconds:.3f}")
     inside = pipeline_embed / bare.seconds
     print(f"   embed calls inside the pipeline took {pipeline_embed:.2f} s ({inside:.3f} x bare)")
+    without = (first.seconds - extra_seconds) / bare.seconds
+    print(f"   sentence and word vectors took {extra_seconds:.2f} s; the pipeline without them: {without:.3f} x bare")
     del recorder
 
     # 3. Re-ingest the unchanged corpus, as a second CLI run would: new store and embedder on the same index.

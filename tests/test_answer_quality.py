@@ -54,15 +54,16 @@ def test_a_sentence_opening_with_he_answers_and_names_him(engine: Engine) -> Non
 @pytest.mark.parametrize(
     ("question", "evidence"),
     [
-        ("What do people expect from the Seoul round?", "narrower than people expect"),
-        ("What kind of place is Davos?", "The Swiss resort town"),
-        ("why Seoul?", "neutral staging ground"),
+        ("What do people expect from the Seoul round?", ("narrower than people expect",)),
+        # Not "… took place during the World Economic Forum's annual gathering": what the place is like.
+        ("What kind of place is Davos?", ("The Swiss resort town", "This prestigious venue")),
+        ("why Seoul?", ("neutral staging ground",)),
     ],
 )
-def test_the_answering_sentence_comes_first(engine: Engine, question: str, evidence: str) -> None:
+def test_the_answering_sentence_comes_first(engine: Engine, question: str, evidence: tuple[str, ...]) -> None:
     answer = engine.ask(question)
     assert answer.support != "none"
-    assert evidence in first_quote(answer), answer.text
+    assert any(text in first_quote(answer) for text in evidence), answer.text
 
 
 def test_no_quote_runs_across_a_source_attribution(engine: Engine) -> None:
