@@ -34,6 +34,7 @@ import numpy as np
 
 from bench.common import PROJECT_ROOT, SEED_CORPUS
 from bench.squad import DATA, index_folder, write_articles
+from bot.answering.grounding import COMMON_WORDS_FILE, RARE_ZIPF
 from bot.answering.scorer import (
     CONFIDENCE_FEATURES,
     CONFIDENCE_FILE,
@@ -348,7 +349,16 @@ def train(workdir: Path, limit: int | None, out: Path) -> None:
         "trained_on": {source: sum(1 for g in groups if g.source == source) for source in ("seed", "squad1", "squad2")},
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_common_words(out / COMMON_WORDS_FILE.name)
     print(f"wrote {out} in {time.perf_counter() - started:.0f} s")
+
+
+def write_common_words(path: Path) -> None:
+    """The commonest English words by wordfreq (a development dependency only): what grounding never calls rare."""
+    from wordfreq import top_n_list, zipf_frequency
+
+    common = sorted(w for w in top_n_list("en", 30_000) if w.isalpha() and zipf_frequency(w, "en") >= RARE_ZIPF)
+    path.write_text("\n".join(common) + "\n", encoding="utf-8")
 
 
 def main() -> None:

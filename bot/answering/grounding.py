@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -37,7 +38,9 @@ QUESTION_SCAFFOLD = frozenset(
 
 # cosine of two single-word MiniLM vectors above which a question word counts as paraphrased in the passages
 SIMILAR_WORD = 0.6
-# general-English Zipf frequency below which a missing word is salient (5 ~ once per 100k words: "guy", "special")
+# The commonest English words (Zipf frequency >= 4.6, about once in 40k words: "guy", "special", "place"), from
+# wordfreq's data (CC BY-SA 4.0), written by `python -m bench train`; a missing noun outside it is salient.
+COMMON_WORDS_FILE = Path(__file__).resolve().parent / "model" / "common_words.txt"
 RARE_ZIPF = 4.6
 _NUMBER = re.compile(r"^\d[\d,.]*$")
 
@@ -58,15 +61,9 @@ class Grounding:
 
 
 @lru_cache(maxsize=1)
-def _zipf() -> object:
-    from wordfreq import zipf_frequency
-
-    return zipf_frequency
-
-
-def zipf(word: str) -> float:
-    """How common `word` is in English, on the Zipf scale (0 unknown ... 7 "the")."""
-    return float(_zipf()(word, "en"))  # type: ignore[operator]
+def common_words() -> frozenset[str]:
+    """The commonest English words (see `COMMON_WORDS_FILE`)."""
+    return frozenset(COMMON_WORDS_FILE.read_text(encoding="utf-8").split())
 
 
 class GroundingChecker:
@@ -77,7 +74,7 @@ class GroundingChecker:
         self.similar_word = similar_word
 
     def warm_up(self) -> None:
-        zipf("warm")
+        common_words()
 
     def check(self, retrieval: Retrieval) -> Grounding:
         question, hits, keyword = retrieval.question, retrieval.hits, retrieval.snapshot.keyword
@@ -100,7 +97,7 @@ class GroundingChecker:
         salient = tuple(
             word
             for word, kind in missing
-            if not keyword.knows(stem(word)) and (kind == "name" or (kind == "noun" and zipf(word) < RARE_ZIPF))
+            if not keyword.knows(stem(word)) and (kind == "name" or (kind == "noun" and word not in common_words()))
         )
         return Grounding(
             missing=tuple(word for word, _ in missing),

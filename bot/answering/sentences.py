@@ -219,19 +219,19 @@ def candidates(
     query = question.vector
     rows: list[np.ndarray] = []
     found: list[Candidate] = []
-    for rank, (hit, chunk_sentences) in enumerate(zip(hits, sentences, strict=True)):
-        if chunk_sentences is None or not chunk_sentences.spans:
-            continue
+    for rank, (hit, found_sentences) in enumerate(zip(hits, sentences, strict=True)):
         chunk = hit.chunk
+        chunk_sentences = found_sentences or ChunkSentences(tuple(quotable_sentences(chunk)), np.zeros(0), np.zeros(0))
+        if not chunk_sentences.spans:
+            continue
         heading = chunk.heading.rsplit(" > ", 1)[-1]
         context_terms = set(terms(heading)) | set(terms(chunk.title))
         heading_match = len(question_words & set(words(heading))) / len(question_words) if question_words else 0.0
-        meanings = (
-            chunk_sentences.vectors @ np.asarray(query, dtype=np.float32)
-            if query is not None
-            else np.zeros(len(chunk_sentences.spans))
-        )
-        heading_meaning = float(chunk_sentences.heading @ query) if query is not None else 0.0
+        if query is not None and found_sentences is not None:
+            meanings = found_sentences.vectors @ np.asarray(query, dtype=np.float32)
+            heading_meaning = float(found_sentences.heading @ query)
+        else:  # no embedder: the sentences are still candidates, judged without their meaning
+            meanings, heading_meaning = np.zeros(len(chunk_sentences.spans)), 0.0
         quotes = [chunk.text[start:end] for start, end, _ in chunk_sentences.spans]
         analysed = [terms(quote) for quote in quotes]
         term_sets = [set(found_terms) for found_terms in analysed]
