@@ -529,7 +529,8 @@ def _pack(vectors: np.ndarray) -> str:
 
 
 def _unpack(packed: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(packed), dtype="<f2").astype(np.float32)
+    """Half precision, as stored: a corpus snapshot keeps every sentence's vector in memory."""
+    return np.frombuffer(base64.b64decode(packed), dtype="<f2")
 
 
 def _sentences_from(metadata: Any) -> ChunkSentences | None:

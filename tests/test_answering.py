@@ -186,3 +186,9 @@ def test_markup_never_appears_in_a_quote(settings: Settings, tmp_path: Path, mon
     for asked in ("conservation of lumen moths", "what colour do lumen moths glow?", "Conservation"):
         for citation in engine.ask(asked).citations:
             assert "#" not in citation.quote
+
+
+def test_an_unrelated_earlier_question_does_not_change_the_reading(engine: Engine) -> None:
+    alone = engine.ask("why Seoul?")
+    after_moths = engine.ask("why Seoul?", history=[engine.ask("What colour do Lumen moths glow?").turn()])
+    assert [c.quote for c in after_moths.citations] == [c.quote for c in alone.citations]

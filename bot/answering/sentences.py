@@ -228,8 +228,9 @@ def candidates(
         context_terms = set(terms(heading)) | set(terms(chunk.title))
         heading_match = len(question_words & set(words(heading))) / len(question_words) if question_words else 0.0
         if query is not None and found_sentences is not None:
-            meanings = found_sentences.vectors @ np.asarray(query, dtype=np.float32)
-            heading_meaning = float(found_sentences.heading @ query)
+            query32 = np.asarray(query, dtype=np.float32)
+            meanings = np.asarray(found_sentences.vectors, dtype=np.float32) @ query32
+            heading_meaning = float(np.asarray(found_sentences.heading, dtype=np.float32) @ query32)
         else:  # no embedder: the sentences are still candidates, judged without their meaning
             meanings, heading_meaning = np.zeros(len(chunk_sentences.spans)), 0.0
         quotes = [chunk.text[start:end] for start, end, _ in chunk_sentences.spans]
