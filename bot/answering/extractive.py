@@ -39,7 +39,7 @@ class ExtractiveSettings:
 
     # Another sentence is quoted only while its ranker score is within this margin of the best one's, it adds
     # question terms the chosen ones lack, and the quote stays short.
-    extra_sentence_margin: float = 1.0
+    extra_sentence_margin: float = 2.0
     max_sentences: int = 3
     max_quote_chars: int = 600
     # Not sure of the best sentence: show the few closest ones, a wider margin (the answer is often the second).
