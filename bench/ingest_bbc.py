@@ -194,7 +194,8 @@ def print_report(report: IngestReport, times: Breakdown) -> None:
     )
     for problem in (report.skipped + report.failed)[:5]:
         print(f"     {problem.source}: {problem.reason}")
-    measured = sum(seconds for label, seconds in times.seconds.items() if label not in ("store: open", "tokenize"))
+    parts = ("store: open", "tokenize", "sentence vectors", "word vectors")  # already inside another row
+    measured = sum(seconds for label, seconds in times.seconds.items() if label not in parts)
     print("   where the time goes:")
     for line in times.lines(report.seconds, [row for row in RUN_ROWS if row[0] in times.seconds]):
         print(f"     {line}")
