@@ -170,12 +170,16 @@ class Engine:
         return _Retrieved(prepared.request, retrievals, prepared.started, time.perf_counter())
 
     def best_reading(self, retrievals: Sequence[Retrieval]) -> Retrieval:
-        """The reading the corpus supports best: a higher tier first, then a higher confidence."""
+        """The reading the corpus supports best: a higher tier first, then a higher confidence. A question that
+        names something the corpus never mentions ("What colour do Lumen moths glow?") is read on its own: the
+        previous question's words would only make unrelated passages look close."""
         if len(retrievals) == 1:
             return retrievals[0]
         judged = []
         for order, retrieval in enumerate(retrievals):
             analysis = self.extractive.analyse(retrieval)
+            if order == 0 and not analysis.grounding.grounded:
+                return retrieval
             tier = _TIER_RANK[self.extractive.support(analysis)]
             judged.append((tier, analysis.confidence - FOLDED_READING_HANDICAP * order, -order, retrieval))
         return max(judged, key=lambda item: item[:3])[3]

@@ -129,7 +129,9 @@ class ExtractiveAnswerer:
             chosen = self._choose(ranked, scores, min(limit, s.max_sentences), s.extra_sentence_margin)
         else:
             chosen = self._choose(ranked, scores, min(limit, s.closest_sentences), s.closest_margin)
-        return compose_answer(question.text, chosen, support, analysis.confidence, analysis.grounding)
+        return compose_answer(
+            question.text, chosen, support, analysis.confidence, analysis.grounding, more=question.more
+        )
 
     def decline(self, retrieval: Retrieval) -> Answer:
         """An answer that is at most `closest`: for when something else (an LLM) judged the passages not to answer."""
@@ -218,13 +220,18 @@ def with_referent(candidate: Candidate) -> str:
 
 
 def compose_answer(
-    question: str, chosen: Sequence[Candidate], support: Support, confidence: float, grounding: Grounding
+    question: str,
+    chosen: Sequence[Candidate],
+    support: Support,
+    confidence: float,
+    grounding: Grounding,
+    more: bool = False,
 ) -> Answer:
     """The answer text and its citations: the quotes themselves for `answered`, an honest lead for `closest`."""
     citations = tuple(citation(n, c.hit, c.start, c.end, c.quote) for n, c in enumerate(chosen, start=1))
     sentences = [with_markers(with_referent(c), [n]) for n, c in enumerate(chosen, start=1)]
-    if support == "answered":
-        text = " ".join(sentences)
+    if support == "answered" or more:
+        text = " ".join(sentences)  # "tell me more" goes on quoting; its tier still says how sure it is
     else:
         missing = describe_missing(grounding.salient, question)
         lead = f"The corpus doesn't mention {missing}" if missing else f"{NO_ANSWER[:-1]} exactly"
