@@ -52,6 +52,10 @@ def clean_question(text: str) -> str:
     return question
 
 
+# Words that tie a follow-up to the conversation ("and who leads the U.S. side?") and say nothing about the corpus.
+_LINK = re.compile(r"^(?:(?:and|but|so|also|then|ok(?:ay)?|well|now)\b[\s,]*)+(?=\S)", re.IGNORECASE)
+
+
 _TIER_RANK: dict[Support, int] = {"none": 0, "closest": 1, "answered": 2}
 # The folded reading must be this much more confident to win a tie of tiers: it carries the previous question's
 # words, which make any passage about the earlier topic look closer than it is.
@@ -68,7 +72,7 @@ def readings(text: str, history: Sequence[Turn] = (), limit: int = 5) -> tuple[Q
     previous = next((turn.question for turn in reversed(history) if not _MORE.match(turn.question)), "")
     if previous and _MORE.match(question):
         return (Question(question, previous, tuple(terms(previous)), history=history, limit=limit, more=True),)
-    alone = Question(question, question, own_terms, history=history, limit=limit)
+    alone = Question(question, _LINK.sub("", question), own_terms, history=history, limit=limit)
     if not previous:
         return (alone,)
     context_terms = tuple(term for term in terms(previous) if term not in own_terms)

@@ -117,7 +117,7 @@ def render_citation(out: Console, citation: Citation, show_quote: bool) -> None:
     indent = max(INDENT, marker.cell_len)
     title = " ".join((citation.title or citation.source).split())
     if citation.published:
-        title += f" ({format_day(citation.published)})"
+        title += f" (published {format_day(citation.published)})"
     paragraph(out, Text(title, style="bold"), indent=indent, first=marker)
     if show_quote:  # one paragraph: the passage's own line breaks would break the indent
         paragraph(out, Text(f"“{' '.join(citation.quote.split())}”", style="green"), indent=indent)

@@ -23,6 +23,18 @@ SEED_CORPUS = ROOT / "corpus"
 VENV_BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(autouse=True)
+def _release_embedded_chroma(tmp_path: Path) -> Iterator[None]:
+    """Stop the embedded Chroma systems a test opened under its own folder once it ends: chromadb caches them
+    per path for the life of the process, and each holds ~20 files (the suite would run out of descriptors)."""
+    yield
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    cache = SharedSystemClient._identifier_to_system
+    for identifier in [key for key in cache if key.startswith(str(tmp_path))]:
+        cache.pop(identifier).stop()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", embedding_model="hashing", _env_file=None)  # type: ignore[call-arg]

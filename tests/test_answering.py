@@ -132,7 +132,7 @@ def test_a_leading_he_names_its_referent_in_the_text_only() -> None:
 def test_a_follow_up_is_read_alone_and_with_the_previous_question() -> None:
     history = (Turn("Who leads China's delegation in Seoul?"),)
     alone, folded = readings("and who leads the U.S. side?", history)
-    assert alone.search_text == "and who leads the U.S. side?"
+    assert alone.text == "and who leads the U.S. side?" and alone.search_text == "who leads the U.S. side?"
     assert folded.search_text.startswith("Who leads China's delegation") and "china" in folded.context_terms
     assert readings("why Seoul?") == (question("why Seoul?"),)
 

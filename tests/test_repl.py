@@ -163,7 +163,8 @@ def start_repl(tmp_path: Path, settings: Settings) -> Iterator[Callable[..., Ter
 
 @pytest.fixture(scope="module")
 def seed_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seed corpus ingested once with the hashing embedder (by `citebot ingest`); tests get a copy."""
+    """The seed corpus ingested once with the hashing embedder (by `citebot ingest`); tests get a copy. The hashing
+    embedder matches words, not meaning, so the questions that must be answered use the articles' own words."""
     root = tmp_path_factory.mktemp("repl-seed")
     shutil.copytree(SEED_CORPUS, root / "corpus")
     settings = Settings(data_dir=root / "data", embedding_model="hashing", _env_file=None)  # type: ignore[call-arg]
@@ -205,7 +206,7 @@ def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[...
     # Follow-ups lean on the conversation. "when?" alone finds nothing (see the end of this block), so an answer to
     # it proves the REPL passed the earlier turn along. (The engine answers "and who leads the U.S. side?" with the
     # same passage with or without history, so that one shows only that a follow-up gets an answer.)
-    repl.line("Who leads China's delegation in Seoul?", "He Lifeng", "[1]")
+    repl.line("Who will lead China's delegation in Seoul on May 12-13?", "He Lifeng", "[1]")
     repl.line("when?", "May 12-13", "[1]")
     repl.line("and who leads the U.S. side?", "Bessent", "[1]")
     repl.line(":clear", "Conversation cleared")
@@ -246,7 +247,7 @@ def test_repl_reads_piped_lines(ingested: Settings, tmp_path: Path) -> None:
     """Not a terminal: plain lines in, answers out on stdout, the banner and errors on stderr."""
     too_long = "why " * 300
     questions = (
-        f"What did Bessent praise in Davos?\n:k 99\n{too_long}\n:json\nWho leads China's delegation in Seoul?\n\n"
+        f"What did Bessent praise in Davos?\n:k 99\n{too_long}\n:json\nWho will lead China's delegation in Seoul on May 12-13?\n\n"
     )
     result = subprocess.run(
         repl_command(),
