@@ -247,7 +247,8 @@ def test_repl_reads_piped_lines(ingested: Settings, tmp_path: Path) -> None:
     """Not a terminal: plain lines in, answers out on stdout, the banner and errors on stderr."""
     too_long = "why " * 300
     questions = (
-        f"What did Bessent praise in Davos?\n:k 99\n{too_long}\n:json\nWho will lead China's delegation in Seoul on May 12-13?\n\n"
+        f"What did Bessent praise in Davos?\n:k 99\n{too_long}\n:json\n"
+        "Who will lead China's delegation in Seoul on May 12-13?\n\n"
     )
     result = subprocess.run(
         repl_command(),
