@@ -20,6 +20,8 @@ what lets the next run find and remove the leftovers.
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import json
 import logging
 import os
@@ -457,13 +459,27 @@ class ChunkStore:
             begin += len(part)
 
     def similarities(self, vector: np.ndarray, chunk_ids: Sequence[str]) -> dict[str, float]:
-        """Cosine similarity of `vector` to the given chunks (for passages found by keyword search only)."""
-        result = self._call("read embeddings", self._chunk_collection.get, ids=list(chunk_ids), include=["embeddings"])
-        embeddings = np.asarray(result["embeddings"], dtype=np.float32)
-        if embeddings.size == 0:
-            return {}
-        scores = embeddings @ np.asarray(vector, dtype=np.float32)
-        return {chunk_id: float(score) for chunk_id, score in zip(result["ids"], scores, strict=True)}
+        """Cosine similarity of `vector` to the given chunks (for passages found by keyword search only).
+
+        Another process may delete some of them meanwhile; embedded Chroma then fails the whole read ("Error
+        finding id"), so the chunks are read one by one and the deleted ones left out (a read that fails for every
+        chunk is a real failure)."""
+        read = functools.partial(self._call, "read embeddings", self._chunk_collection.get, include=["embeddings"])
+        try:
+            results = [read(ids=list(chunk_ids))]
+        except StoreError as failure:
+            results = []
+            for chunk_id in chunk_ids:
+                with contextlib.suppress(StoreError):
+                    results.append(read(ids=[chunk_id]))
+            if not results:
+                raise failure from failure.__cause__
+        query = np.asarray(vector, dtype=np.float32)
+        return {
+            chunk_id: float(np.asarray(embedding, dtype=np.float32) @ query)
+            for result in results
+            for chunk_id, embedding in zip(result["ids"], result["embeddings"], strict=True)
+        }
 
 
 def _document_metadata(record: DocumentRecord) -> dict[str, str | int | bool]:

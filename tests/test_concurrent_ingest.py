@@ -228,3 +228,28 @@ def test_a_chroma_server_that_goes_away_gives_one_line_and_recovers(
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_similarities_leave_out_chunks_deleted_meanwhile(
+    settings: Settings, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embedded Chroma fails a whole read when another process deleted one of its ids ("Error finding id"): the
+    chunks still there are scored, the deleted one is left out; a read that fails for every chunk still fails."""
+    engine = Engine(settings)
+    IngestPipeline(engine.store, engine.embedder).run([corpus])
+    collection = engine.store._chunk_collection
+    ids = collection.get(include=[])["ids"][:3]
+    vector = engine.embedder.embed_query("why Seoul?")
+    expected = engine.store.similarities(vector, ids)
+    assert set(expected) == set(ids)
+    real_get = collection.get
+
+    def get_as_if_deleted(*args: object, ids: list[str], **kwargs: object) -> object:
+        if "gone" in ids:
+            raise RuntimeError("Error executing plan: Internal error: Error finding id")
+        return real_get(*args, ids=ids, **kwargs)
+
+    monkeypatch.setattr(collection, "get", get_as_if_deleted)
+    assert engine.store.similarities(vector, [*ids, "gone"]) == pytest.approx(expected)
+    with pytest.raises(StoreError, match="cannot read embeddings"):
+        engine.store.similarities(vector, ["gone"])
