@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask = _command(commands, "ask", help="answer a question (or one per line from stdin) with citations")
     ask.add_argument("question", nargs="*", help="the question; without it, read one question per line from stdin")
     ask.add_argument("--json", action="store_true", help="print the answer JSON (one line per answer)")
-    ask.add_argument("-k", type=_positive_int, default=None, metavar="N", help="passages to retrieve (default 5)")
+    ask.add_argument("-k", type=_positive_int, default=None, metavar="N", help="quote at most N sentences (default 5)")
 
     _command(commands, "repl", help="ask questions interactively, with follow-ups")
     discord = _command(commands, "discord", help="run the Discord bot (needs DISCORD_TOKEN)")
@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = _command(commands, "eval", help="score the engine on a JSONL file of questions")
     evaluate.add_argument("file", type=Path, metavar="FILE.jsonl")
     evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    evaluate.add_argument("-k", type=_positive_int, default=None, metavar="N", help="passages to retrieve")
+    evaluate.add_argument(
+        "-k", type=_positive_int, default=None, metavar="N", help="quote at most N sentences; recall counts N passages"
+    )
     return parser
 
 

@@ -128,7 +128,8 @@ class Engine:
         )
 
     def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None) -> Answer:
-        """Answer one question; `history` holds the earlier turns of the conversation, oldest first."""
+        """Answer one question; `history` holds the earlier turns of the conversation, oldest first. At most `k`
+        sentences are quoted (default `top_k`), from at least `top_k` retrieved passages."""
         if not self.searcher.snapshot().documents:
             raise EmptyIndexError()
         return self._chain.invoke(Request(question, tuple(history), k or self.settings.top_k))
@@ -170,7 +171,9 @@ class Engine:
         return _Prepared(request, readings(request.question, request.history, request.k), started)
 
     def _retrieve(self, prepared: _Prepared) -> _Retrieved:
-        retrievals = tuple(self.retrieve(question, prepared.request.k) for question in prepared.readings)
+        # `k` caps the quotes shown; fewer passages than configured would only hide the sentence that answers
+        depth = max(prepared.request.k, self.settings.top_k)
+        retrievals = tuple(self.retrieve(question, depth) for question in prepared.readings)
         return _Retrieved(prepared.request, retrievals, prepared.started, time.perf_counter())
 
     def best_reading(self, retrievals: Sequence[Retrieval]) -> Retrieval:

@@ -158,7 +158,7 @@ def run_evaluation(engine: Engine, cases: Sequence[Case], k: int | None = None) 
         rank = next(
             (
                 position
-                for position, hit in enumerate(answer.retrieved, start=1)
+                for position, hit in enumerate(answer.retrieved[: report.k], start=1)
                 if any(e in hit.chunk.text for e in case.evidence)
             ),
             None,

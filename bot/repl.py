@@ -36,10 +36,15 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 HELP = f"""Type a question and press Enter; follow-ups use the conversation so far.
   :help      show this help
   :sources   list the indexed documents
-  :k N       passages per question, {MIN_K} to {MAX_K} (`:k` alone shows the current one)
+  :k N       quote at most N sentences, {MIN_K} to {MAX_K} (`:k` alone shows the current limit)
   :json      toggle printing the answer JSON instead of the rendered answer
   :clear     forget the conversation and start fresh
-  :quit      leave (or Ctrl-D); Ctrl-C cancels the current line or answer"""
+  :quit      leave (or Ctrl-D); Ctrl-C cancels the current line or answer
+The commands also work typed alone without the colon: help, sources, json, clear, quit (or exit)."""
+
+# A line that is only a command's name is that command, not a question about the corpus ("exit", "help").
+_BARE_COMMANDS = {"help": ":help", "sources": ":sources", "json": ":json", "clear": ":clear", "quit": ":quit"}
+_BARE_COMMANDS |= {"exit": ":quit", "exit()": ":quit", "quit()": ":quit", ":exit": ":quit", ":q": ":quit"}
 
 LineReader = Callable[[], str]  # returns one line; raises EOFError at the end, KeyboardInterrupt on Ctrl-C
 
@@ -81,6 +86,7 @@ class Repl:
         text = line.strip()
         if not text:
             return True
+        text = _BARE_COMMANDS.get(text.lower(), text)
         if text.startswith(":"):
             return self.command(text)
         self.ask(text)
@@ -119,7 +125,7 @@ class Repl:
 
     def set_k(self, argument: str) -> None:
         if not argument:
-            self.info(f"Passages per question: {self.k} (change with :k N, {MIN_K} to {MAX_K}).")
+            self.info(f"At most {self.k} quotes per answer (change with :k N, {MIN_K} to {MAX_K}).")
             return
         try:
             value = int(argument)
@@ -129,7 +135,7 @@ class Repl:
             self.error(f":k needs a whole number from {MIN_K} to {MAX_K}, got {argument!r}")
             return
         self.k = value
-        self.info(f"Passages per question: {value}.")
+        self.info(f"At most {value} quotes per answer.")
 
     def info(self, message: str) -> None:
         paragraph(self.out, message, indent=4, first="", style="dim")

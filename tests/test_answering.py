@@ -161,6 +161,14 @@ def test_k_bounds_the_citations_shown(engine: Engine) -> None:
         assert len(answer.citations) <= k
 
 
+def test_a_lower_k_shows_fewer_quotes_from_the_same_passages(engine: Engine) -> None:
+    """`:k 1` is the best quote of the full answer, not the best quote of the best passage alone."""
+    question = "What did Bessent praise in Davos, and where did the talks begin?"
+    full, one = engine.ask(question), engine.ask(question, k=1)
+    assert len(one.retrieved) == len(full.retrieved) == engine.settings.top_k
+    assert one.citations[0].quote == full.citations[0].quote and len(one.citations) == 1
+
+
 def test_no_sentence_is_quoted_twice_and_more_goes_on(engine: Engine) -> None:
     first = engine.ask("Why does Bessent matter here?")
     quotes = [c.quote for c in first.citations]

@@ -187,9 +187,9 @@ def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[...
         "What did Bessent praise in Davos?", "soybeans and rare earths", "[1]", "Bessent meets He Lifeng in Davos"
     )
     repl.line(":sources", "2 indexed documents", "China sends He Lifeng to Seoul", "Bessent meets He Lifeng in Davos")
-    repl.line(":k 3", "Passages per question: 3.")
+    repl.line(":k 3", "At most 3 quotes per answer.")
     repl.line(":k 0", "error: :k needs a whole number from 1 to 50")
-    repl.line(":k", "Passages per question: 3")
+    repl.line(":k", "At most 3 quotes per answer")
     repl.line(":nope", "error: unknown command :nope; type :help")
     repl.line(":help", ":sources", ":k N", ":json", ":clear", ":quit")
 
@@ -211,7 +211,7 @@ def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[...
     repl.line("and who leads the U.S. side?", "Bessent", "[1]")
     repl.line(":clear", "Conversation cleared")
     repl.send("when?\r")  # now without the earlier turn: no date (the extractive engine abstains)
-    reply = repl.line(":k", "Passages per question: 3")  # everything since the last prompt: both replies
+    reply = repl.line(":k", "At most 3 quotes per answer")  # everything since the last prompt: both replies
     assert "when?" in reply and "May 12-13" not in reply
     repl.line("   ")  # a blank line is ignored: just a new prompt
 
@@ -221,7 +221,7 @@ def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[...
     repl.send(b"\x03")
     repl.expect(PROMPT)
     assert repl.alive()
-    repl.line(":k", "Passages per question: 3")
+    repl.line(":k", "At most 3 quotes per answer")
 
     repl.send(b"\x04")  # Ctrl-D on an empty line
     assert repl.wait() == 0
@@ -268,6 +268,23 @@ def test_repl_reads_piped_lines(ingested: Settings, tmp_path: Path) -> None:
     last, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.rindex('{\n  "question"') :])
     assert last["citations"] and "He Lifeng" in last["answer"]
     assert "Traceback" not in result.stderr
+
+
+def test_a_command_typed_without_its_colon_is_the_command(ingested: Settings, tmp_path: Path) -> None:
+    """ "help" and "exit" alone are what a newcomer types: they run the commands, not a search of the corpus."""
+    result = subprocess.run(
+        repl_command(),
+        input="Help\nclear\nexit\nWhat did Bessent praise in Davos?\n",
+        env=cli_env(ingested, COLUMNS=str(COLUMNS)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert ":sources   list the indexed documents" in result.stdout and "Conversation cleared" in result.stdout
+    assert "corpus doesn't say" not in result.stdout and "soybeans" not in result.stdout  # left at "exit"
 
 
 # The REPL with an engine that takes its time over questions containing "slowly" and breaks on "explode".
