@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.answering.extractive import referent, with_referent
+from bot.answering.extractive import ExtractiveAnswerer, referent, with_referent
 from bot.answering.grounding import Grounding, GroundingChecker, describe_missing
 from bot.answering.sentences import FEATURES, Candidate, candidates, embed_sentences, offers_answer_type
 from bot.answering.words import WordVectors
@@ -124,6 +124,16 @@ def test_a_leading_he_names_its_referent_in_the_text_only() -> None:
         "Because Seoul works as neutral staging ground and a practical stop on the way to the Beijing summit."
     )
     assert referent(nobody) == "" and with_referent(nobody) == nobody.quote
+
+
+def test_tell_me_more_quotes_sentences_that_stand_on_their_own_first() -> None:
+    ranked = [
+        candidate("That tells you this is not a routine working session."),
+        candidate("It is to clear the brush before Xi Jinping and Donald Trump sit down in Beijing later this week."),
+        candidate("Bessent’s own travel plan makes the hierarchy obvious — Tokyo, then Seoul for talks with He, then"),
+    ]
+    chosen = ExtractiveAnswerer()._more(ranked, limit=2)
+    assert [c.quote[:5] for c in chosen] == ["Besse", "That "]
 
 
 # -- readings of a question in its conversation ----------------------------------------------------------------------

@@ -164,9 +164,10 @@ class ExtractiveAnswerer:
         return chosen
 
     def _more(self, ranked: Sequence[Candidate], limit: int) -> list[Candidate]:
-        """ "tell me more": the next best sentences not yet given, without saying the same thing twice."""
+        """ "tell me more": the next best sentences not yet given, without saying the same thing twice; those
+        that stand on their own first ("That tells you …" means little away from the sentence before it)."""
         chosen: list[Candidate] = []
-        for candidate in ranked:
+        for candidate in sorted(ranked, key=lambda candidate: bool(_REFERS_BACK.match(candidate.quote))):
             if len(chosen) >= min(limit, self.settings.more_sentences):
                 break
             if not _same_sentence(candidate, chosen):
@@ -191,6 +192,8 @@ def _missing_reason(grounding: Grounding, question: str) -> str:
 # -- the answer text --------------------------------------------------------------------------------------------
 
 _PERSON_PRONOUN = re.compile(r"^(He|She|His|Her)\b")
+# A sentence opening with one of these words points at the one before it.
+_REFERS_BACK = re.compile(r"^(It|Its|That|This|These|Those|They|Their|Them|Such)\b")
 # A name: two or more capitalised words ("He Lifeng", "Scott Bessent"), optionally after a title.
 _NAME = re.compile(r"\b([A-Z][a-z]+(?:[ -][A-Z][a-z]+)+)\b")
 _NOT_NAMES = frozenset("The This That These Those It In On At For And But When Why What How Key Quick".split())
