@@ -241,10 +241,8 @@ def render_evaluation(report: EvaluationReport, out: Console | None = None) -> N
     from rich.table import Table
 
     out = out or console
-    table = Table(
-        title=f"citebot eval: {report.answerable} answerable, {report.unanswerable} unanswerable",
-        title_justify="left",
-    )
+    paragraph(out, f"citebot eval: {report.answerable} answerable, {report.unanswerable} unanswerable", style="italic")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in report.metrics().items():
