@@ -59,7 +59,8 @@ def run_one(name: str, module_name: str, options: list[str]) -> bool:
         entry()
     except SystemExit as exc:  # argparse --help or an explicit exit inside the benchmark
         if exc.code not in (0, None):
-            print(f"=== bench {name}: exited with status {exc.code} ===", flush=True)
+            reason = exc.code if isinstance(exc.code, str) else f"exited with status {exc.code}"
+            print(f"=== bench {name}: {reason} ===", flush=True)
             return False
     except Exception:
         traceback.print_exc()

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+# The public datasets (SQuAD, BBC News): `CITEBOT_BENCH_DATA`, else a `shared/data` folder beside the checkout.
+SHARED_DATA = Path(os.environ.get("CITEBOT_BENCH_DATA") or PROJECT_ROOT.parent / "shared" / "data")
 SEED_CORPUS = PROJECT_ROOT / "corpus"
 DEVSET = PROJECT_ROOT / "tests" / "data" / "devset.jsonl"
 
@@ -226,3 +227,10 @@ def load_average() -> str:
     except OSError:
         return "load average unknown"
     return f"load average {one_minute:.2f} on {usable_cores()} cores"
+
+
+def require_data(*paths: Path) -> None:
+    """Leave with one line when a dataset a benchmark reads is not there."""
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        sys.exit(f"dataset not found: {', '.join(missing)}; set CITEBOT_BENCH_DATA to the folder that holds it")

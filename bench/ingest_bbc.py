@@ -36,6 +36,7 @@ from bench.common import (
     load_average,
     peak_rss_bytes,
     print_machine,
+    require_data,
     run_child,
 )
 from bot.config import DEFAULT_EMBEDDING_MODEL, load_settings
@@ -86,6 +87,7 @@ def main() -> None:
 
 
 def parent(data: Path, workdir: Path | None, profile: int) -> None:
+    require_data(data)
     print(f"BBC News ingestion benchmark: {data}")
     print_machine()
     with tempfile.TemporaryDirectory(prefix="citebot-bench-ingest-") as scratch:
@@ -205,10 +207,6 @@ def print_report(report: IngestReport, times: Breakdown) -> None:
 
 def child(data: Path, profile: int) -> None:
     roots = [data / category for category in CATEGORIES]
-    missing = [str(root) for root in roots if not root.is_dir()]
-    if missing:
-        print(f"missing corpus folders: {', '.join(missing)}")
-        sys.exit(1)
     files = sum(1 for root in roots for path in root.rglob("*.txt"))
     settings = load_settings()
     if settings.chroma_dir.exists() and any(settings.chroma_dir.iterdir()):

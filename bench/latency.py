@@ -37,6 +37,7 @@ from bench.common import (
     load_average,
     peak_rss_bytes,
     print_machine,
+    require_data,
 )
 
 BBC = SHARED_DATA / "bbc-news"
@@ -131,10 +132,7 @@ def run(workdir: Path, data: Path, articles: int, rounds: int, every: int) -> No
     from bot.engine import Engine
     from ingest.pipeline import IngestPipeline
 
-    missing = [str(data / category) for category in CATEGORIES if not (data / category).is_dir()]
-    if missing:
-        print(f"missing corpus folders: {', '.join(missing)}")
-        sys.exit(1)
+    require_data(data)
     files = spread(bbc_files(data), articles)
     roots = [SEED_CORPUS, *files]
 

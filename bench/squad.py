@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import SHARED_DATA
+from bench.common import SHARED_DATA, require_data
 from bot.config import Settings
 from bot.engine import Engine
 from bot.keyword import terms
@@ -177,6 +177,7 @@ def _sample(questions: list[SquadQuestion], limit: int | None) -> list[SquadQues
 
 
 def run(split: str = "dev", limit: int | None = None, workdir: Path | None = None) -> None:
+    require_data(DATA / "dev-v1.1.json", DATA / "dev-v2.0-half.json")
     with tempfile.TemporaryDirectory(prefix="citebot-squad-") as scratch:
         base = workdir or Path(scratch)
         engine, questions, seconds = build_engine(DATA / "dev-v1.1.json", split, base / "v1")

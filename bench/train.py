@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import PROJECT_ROOT, SEED_CORPUS
+from bench.common import PROJECT_ROOT, SEED_CORPUS, require_data
 from bench.squad import DATA, index_folder, write_articles
 from bot.answering.grounding import COMMON_WORDS_FILE, RARE_ZIPF
 from bot.answering.scorer import (
@@ -367,6 +367,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="use about this many questions of each SQuAD file")
     parser.add_argument("--out", type=Path, default=MODEL_DIR, help="where to write the model files")
     args = parser.parse_args()
+    require_data(DATA / "dev-v1.1.json", DATA / "dev-v2.0-half.json")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         train(args.workdir, args.limit, args.out)
