@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.dates import format_day, relative_dates
-from bot.types import Answer, Citation, DocumentRecord
+from bot.types import NO_ANSWER, Answer, Citation, DocumentRecord
 
 if TYPE_CHECKING:
     from bot.evaluation import EvaluationReport
@@ -99,8 +99,6 @@ def render_answer(answer: Answer, out: Console | None = None, heading: str | Non
         paragraph(out, answer.text, style="yellow")
         paragraph(out, f"{CLOSEST_FOOTER} · confidence {answer.confidence:.2f}", style="dim yellow")
     else:
-        from bot.answering.citations import NO_ANSWER  # local: keeps LangChain off `sources` and `ingest`
-
         text = answer.text if answer.text.startswith(NO_ANSWER[:-1]) else f"{NO_ANSWER} {answer.text}".strip()
         paragraph(out, text, style="yellow")
         paragraph(out, f"confidence {answer.confidence:.2f}", style="dim")

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.text import is_attribution, sentence_spans
-from bot.types import Answer, Chunk, Citation, ScoredChunk, Support
+from bot.types import NO_ANSWER, Answer, Chunk, Citation, ScoredChunk, Support
 
 BULLET_CHARS = "-•*✓–—·> \t"
-
-NO_ANSWER = "The corpus doesn't say."
 
 
 def quotable_sentences(chunk: Chunk) -> list[tuple[int, int, bool]]:

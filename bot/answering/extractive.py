@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.answering.citations import NO_ANSWER, citation, decline, with_markers
+from bot.answering.citations import citation, decline, with_markers
 from bot.answering.grounding import Grounding, GroundingChecker, describe_missing
 from bot.answering.scorer import SentenceScorer
 from bot.answering.sentences import Candidate, SentenceVectors, candidates
@@ -30,7 +30,7 @@ from bot.answering.words import WordVectors
 from bot.embeddings import Embedder
 from bot.keyword import terms
 from bot.retrieval import Retrieval
-from bot.types import Answer, Support
+from bot.types import NO_ANSWER, Answer, Support
 
 
 @dataclass(frozen=True)
