@@ -846,6 +846,15 @@ class FakeDiscord:
         """What ``DiscordWebSocket.DEFAULT_GATEWAY`` must point at (also returned by GET /gateway/bot)."""
         return f"ws://127.0.0.1:{self.port}/gateway"
 
+    def bot_env(self) -> dict[str, str]:
+        """The environment that points a `citebot discord` process at this fake (its token and first guild)."""
+        return {
+            "DISCORD_TOKEN": self.token,
+            "CITEBOT_DISCORD_API_BASE": self.api_base,
+            "CITEBOT_DISCORD_GATEWAY_URL": self.gateway_url,
+            "CITEBOT_DISCORD_GUILD_ID": str(self.guild.id),
+        }
+
     @property
     def resume_gateway_url(self) -> str:
         """Sent in READY; a distinct path so tests can see that the client resumed where it was told to."""

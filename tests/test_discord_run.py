@@ -53,10 +53,7 @@ async def test_citebot_discord_logs_json_answers_and_stops_on_sigterm(
     async with FakeDiscord(token=TOKEN) as fake:
         env = cli_env(
             settings,
-            DISCORD_TOKEN=TOKEN,
-            CITEBOT_DISCORD_API_BASE=fake.api_base,
-            CITEBOT_DISCORD_GATEWAY_URL=fake.gateway_url,
-            CITEBOT_DISCORD_GUILD_ID=fake.guild.id,
+            **fake.bot_env(),
             CITEBOT_LOG_FORMAT="json",
         )
         process = await asyncio.create_subprocess_exec(

@@ -2,7 +2,7 @@
 fetch state it leaves behind never claims a page that is not whole in the index, so the re-run fetches exactly the
 pages that are missing and then nothing more.
 
-Same method as tests/test_ingest_interrupt.py: the ingest runs in a subprocess with small embedding batches and
+Same crash driver as tests/test_ingest_interrupt.py: the ingest runs in a subprocess with small embedding batches and
 kills itself in the middle of a chunk write, after half of that batch's chunks are stored.
 """
 
@@ -20,34 +20,16 @@ from bot.embeddings import HashingEmbedder
 from ingest.fetch import Fetcher, FetchOptions
 from ingest.pipeline import IngestPipeline
 from tests.conftest import VENV_BIN, cli_env
-from tests.test_ingest_interrupt import open_store, settings_for
+from tests.test_ingest_interrupt import (
+    CRASH_DRIVER,
+    CRASH_ON_BATCH,
+    SMALL_BATCH_CHUNKS,
+    open_store,
+    settings_for,
+)
 from tests.web_site import RSS, Site, article_page, rss_feed
 
 ENTRIES = 60
-BATCH_CHUNKS = 16
-CRASH_ON_BATCH = 3
-CRASH_DRIVER = """
-import os, signal, sys
-import ingest.pipeline
-from bot.cli import main
-from bot.store import ChunkStore
-
-batch_chunks, crash_on, feed = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-ingest.pipeline.EMBED_BATCH_CHUNKS = batch_chunks
-original = ChunkStore.add_chunks
-calls = []
-
-def add_chunks(self, chunks, vectors, sentences=None):
-    calls.append(len(chunks))
-    if len(calls) == crash_on:
-        half = len(chunks) // 2
-        original(self, chunks[:half], vectors[:half], sentences[:half] if sentences else None)
-        os.kill(os.getpid(), signal.SIGKILL)
-    original(self, chunks, vectors, sentences)
-
-ChunkStore.add_chunks = add_chunks
-sys.exit(main(["ingest", feed]))
-"""
 WORDS = "harbour tide ledger orchard granite signal copper lantern meadow quarry ferry beacon canal willow".split()
 
 
@@ -76,7 +58,7 @@ def test_kill_9_mid_feed_loses_nothing_and_the_rerun_fetches_only_what_is_missin
     settings = settings_for(tmp_path)
     feed = site.url("/feed.xml")
     crashed = subprocess.run(
-        [str(VENV_BIN / "python"), "-c", CRASH_DRIVER, str(BATCH_CHUNKS), str(CRASH_ON_BATCH), feed],
+        [str(VENV_BIN / "python"), "-c", CRASH_DRIVER, str(SMALL_BATCH_CHUNKS), str(CRASH_ON_BATCH), "kill", feed],
         cwd=tmp_path,
         env=cli_env(settings, CITEBOT_ALLOW_PRIVATE_URLS="true"),
         capture_output=True,

@@ -140,10 +140,7 @@ async def test_discord_on_an_empty_index_warns_at_start_and_replies_how_to_fill_
     async with FakeDiscord(token=token) as fake:
         env = cli_env(
             settings,
-            DISCORD_TOKEN=token,
-            CITEBOT_DISCORD_API_BASE=fake.api_base,
-            CITEBOT_DISCORD_GATEWAY_URL=fake.gateway_url,
-            CITEBOT_DISCORD_GUILD_ID=str(fake.guild.id),
+            **fake.bot_env(),
         )
         process = await asyncio.create_subprocess_exec(
             str(VENV_BIN / "citebot"), "discord", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE

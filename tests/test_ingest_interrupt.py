@@ -369,16 +369,17 @@ def test_rerun_completes_and_leaves_no_leftovers(interrupted: Interrupted) -> No
 
 # -- a crash inside a batch, placed exactly ------------------------------------------------------------------
 
-# Runs `citebot ingest corpus` in-process with small embedding batches and stops it in the middle of the
+# Runs `citebot ingest TARGET` in-process with small embedding batches and stops it in the middle of the
 # `crash_on`-th chunk write, after half of that batch's chunks are stored: by SIGKILL ("kill") or by a
-# KeyboardInterrupt ("ctrl-c"), exactly where a real one is most harmful.
+# KeyboardInterrupt ("ctrl-c"), exactly where a real one is most harmful. Arguments: batch size, crash_on, how,
+# target (tests/test_feed_interrupt.py passes a feed URL).
 CRASH_DRIVER = """
 import os, signal, sys
 import ingest.pipeline
 from bot.cli import main
 from bot.store import ChunkStore
 
-batch_chunks, crash_on, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+batch_chunks, crash_on, how, target = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 ingest.pipeline.EMBED_BATCH_CHUNKS = batch_chunks
 original = ChunkStore.add_chunks
 calls = []
@@ -394,7 +395,7 @@ def add_chunks(self, chunks, vectors, sentences=None):
     original(self, chunks, vectors, sentences)
 
 ChunkStore.add_chunks = add_chunks
-sys.exit(main(["ingest", "corpus"]))
+sys.exit(main(["ingest", target]))
 """
 SMALL_CORPUS = 60
 SMALL_BATCH_CHUNKS = 16
@@ -418,7 +419,7 @@ def test_crash_in_the_middle_of_a_batch(
     v2_ids = write_corpus(base, SMALL_CORPUS, version=2)
 
     crashed = subprocess.run(
-        [str(VENV_BIN / "python"), "-c", CRASH_DRIVER, str(SMALL_BATCH_CHUNKS), str(CRASH_ON_BATCH), how],
+        [str(VENV_BIN / "python"), "-c", CRASH_DRIVER, str(SMALL_BATCH_CHUNKS), str(CRASH_ON_BATCH), how, "corpus"],
         cwd=base,
         env=env,
         capture_output=True,

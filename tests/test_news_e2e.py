@@ -62,10 +62,7 @@ class Bot:
 async def running(fake: FakeDiscord, site: Site, settings: Settings, cwd: Path) -> AsyncIterator[Bot]:
     env = cli_env(
         settings,
-        DISCORD_TOKEN=TOKEN,
-        CITEBOT_DISCORD_API_BASE=fake.api_base,
-        CITEBOT_DISCORD_GATEWAY_URL=fake.gateway_url,
-        CITEBOT_DISCORD_GUILD_ID=fake.guild.id,
+        **fake.bot_env(),
         CITEBOT_ALLOW_PRIVATE_URLS="true",
     )
     process = await asyncio.create_subprocess_exec(

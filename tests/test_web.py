@@ -465,10 +465,7 @@ async def test_citebot_discord_serves_the_console_on_citebot_web_port(settings: 
     async with FakeDiscord(token=BOT_TOKEN) as fake:
         env = cli_env(
             settings,
-            DISCORD_TOKEN=BOT_TOKEN,
-            CITEBOT_DISCORD_API_BASE=fake.api_base,
-            CITEBOT_DISCORD_GATEWAY_URL=fake.gateway_url,
-            CITEBOT_DISCORD_GUILD_ID=str(fake.guild.id),
+            **fake.bot_env(),
             CITEBOT_WEB_PORT=str(port),
         )
         process = subprocess.Popen(
