@@ -15,12 +15,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench.common import PROJECT_ROOT, SEED_CORPUS
+from bench.common import DEVELOPMENT_SETS, QUESTION_SETS, SEED_CORPUS
 from bench.squad import index_folder
 from bot.evaluation import load_cases, run_evaluation
 
 SETS = {
-    "development (devset + natural_dev)": ("devset.jsonl", "natural_dev.jsonl"),
+    "development (devset + natural_dev)": DEVELOPMENT_SETS,
     "held aside (natural_holdout)": ("natural_holdout.jsonl",),
 }
 SHOWN = (
@@ -40,7 +40,7 @@ SHOWN = (
 def run(workdir: Path, show_misses: bool) -> None:
     engine = index_folder(SEED_CORPUS, workdir)
     for title, files in SETS.items():
-        cases = [case for name in files for case in load_cases(PROJECT_ROOT / "tests" / "data" / name)]
+        cases = [case for name in files for case in load_cases(QUESTION_SETS / name)]
         report = run_evaluation(engine, cases)
         metrics = report.metrics()
         print(f"{title}: {report.answerable} answerable, {report.unanswerable} unanswerable")

@@ -19,7 +19,22 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The public datasets (SQuAD, BBC News): `CITEBOT_BENCH_DATA`, else a `shared/data` folder beside the checkout.
 SHARED_DATA = Path(os.environ.get("CITEBOT_BENCH_DATA") or PROJECT_ROOT.parent / "shared" / "data")
 SEED_CORPUS = PROJECT_ROOT / "corpus"
-DEVSET = PROJECT_ROOT / "tests" / "data" / "devset.jsonl"
+# The seed question sets (*.jsonl); the development ones are those the answerer is tuned and trained on.
+QUESTION_SETS = PROJECT_ROOT / "tests" / "data"
+DEVELOPMENT_SETS = ("devset.jsonl", "natural_dev.jsonl")
+# The BBC News corpus: one folder of *.txt articles per category.
+BBC_NEWS = SHARED_DATA / "bbc-news"
+BBC_CATEGORIES = ("business", "entertainment", "politics", "sport", "tech")
+
+
+def bbc_folders(data: Path) -> list[Path]:
+    """The category folders of a BBC News corpus at `data`, in category order."""
+    return [data / category for category in BBC_CATEGORIES]
+
+
+def bbc_files_by_category(data: Path) -> list[list[Path]]:
+    """The articles of each category folder, sorted by name, in category order."""
+    return [sorted(folder.glob("*.txt")) for folder in bbc_folders(data)]
 
 
 # -- the machine -------------------------------------------------------------------------------------------

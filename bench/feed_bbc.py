@@ -1,9 +1,9 @@
 """Feed ingestion and its re-run: 500 BBC News articles served as web pages on 127.0.0.1 through one RSS feed.
 
-The pages are built in memory from the BBC News corpus (`../shared/data/bbc-news/`, read-only; nothing is copied
-into the repository) with the navigation, ads and comments of a real news page around each article, and served
-by the local test site (tests/web_site.py: ETags, Last-Modified, 304 Not Modified). Then, with the real model on
-a fresh embedded index:
+The pages are built in memory from the BBC News corpus (`bbc-news/` under CITEBOT_BENCH_DATA, default a shared/data
+folder beside the checkout; read-only, nothing is copied into the repository) with the navigation, ads and comments
+of a real news page around each article, and served by the local test site (tests/web_site.py: ETags,
+Last-Modified, 304 Not Modified). Then, with the real model on a fresh embedded index:
  1. `IngestPipeline.run([feed])`: every entry's page is fetched, extracted, split, embedded and written;
  2. the same run again with a new store, embedder and fetcher, as a second `citebot ingest FEED` would: it should
     fetch nothing unchanged (the feed answers 304) and take <= 5 % of run 1;
@@ -24,7 +24,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.common import PROJECT_ROOT, SHARED_DATA, Timer, load_average, print_machine
+from bench.common import (
+    BBC_NEWS,
+    PROJECT_ROOT,
+    Timer,
+    bbc_files_by_category,
+    load_average,
+    print_machine,
+)
 from bot.config import load_settings
 from bot.embeddings import create_embedder
 from bot.store import ChunkStore
@@ -33,14 +40,12 @@ from ingest.pipeline import IngestPipeline, IngestReport
 # The local news site of the tests: the benchmark measures the client against the same server the tests trust.
 from tests.web_site import RSS, Site, article_page, rss_feed
 
-DATA = SHARED_DATA / "bbc-news"
-CATEGORIES = ("business", "entertainment", "politics", "sport", "tech")
 RERUN_GOAL = 0.05
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.feed_bbc", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA, help="the bbc-news folder (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=BBC_NEWS, help="the bbc-news folder (default: %(default)s)")
     parser.add_argument("--articles", type=int, default=500, help="articles in the feed (default: %(default)s)")
     args = parser.parse_args()
     articles = load_articles(args.data, args.articles)
@@ -56,9 +61,9 @@ def main() -> None:
 
 def load_articles(data: Path, count: int) -> list[tuple[str, list[str]]]:
     """(title, paragraphs) of the first articles of each category, taken in turn, `count` in all."""
-    files = [sorted((data / category).glob("*.txt")) for category in CATEGORIES]
-    if not all(files):
-        sys.exit(f"the BBC News corpus is not at {data} (one folder per category)")
+    files = bbc_files_by_category(data)
+    if not all(files):  # a missing or an empty category folder
+        sys.exit(f"the BBC News corpus is not at {data} (one folder per category); set CITEBOT_BENCH_DATA")
     articles = []
     for index in range(count):
         path = files[index % len(files)][index // len(files)]

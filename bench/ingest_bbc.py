@@ -28,10 +28,11 @@ from typing import Any
 
 import ingest.pipeline as pipeline_module
 from bench.common import (
+    BBC_NEWS,
     PROJECT_ROOT,
-    SHARED_DATA,
     Breakdown,
     Timer,
+    bbc_folders,
     format_bytes,
     load_average,
     peak_rss_bytes,
@@ -45,8 +46,6 @@ from bot.store import ChunkStore
 from ingest.pipeline import EMBED_BATCH_CHUNKS, IngestPipeline, IngestReport
 from ingest.splitter import Splitter
 
-DATA = SHARED_DATA / "bbc-news"
-CATEGORIES = ("business", "entertainment", "politics", "sport", "tech")
 RATIO_GOAL = 1.3  # with sentence vectors (issue: answers people can trust)
 REINGEST_GOAL = 0.05
 RSS_GOAL = 2 * 1000**3  # "2 GB"
@@ -72,7 +71,7 @@ RUN_ROWS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest_bbc", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA, help="the bbc-news folder (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=BBC_NEWS, help="the bbc-news folder (default: %(default)s)")
     parser.add_argument("--workdir", type=Path, default=None, help="CITEBOT_DATA_DIR to use (must not hold an index)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile run 1 and print the top N rows")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -87,7 +86,7 @@ def main() -> None:
 
 
 def parent(data: Path, workdir: Path | None, profile: int) -> None:
-    require_data(data)
+    require_data(*bbc_folders(data))
     print(f"BBC News ingestion benchmark: {data}")
     print_machine()
     with tempfile.TemporaryDirectory(prefix="citebot-bench-ingest-") as scratch:
@@ -206,7 +205,7 @@ def print_report(report: IngestReport, times: Breakdown) -> None:
 
 
 def child(data: Path, profile: int) -> None:
-    roots = [data / category for category in CATEGORIES]
+    roots = bbc_folders(data)
     files = sum(1 for root in roots for path in root.rglob("*.txt"))
     settings = load_settings()
     if settings.chroma_dir.exists() and any(settings.chroma_dir.iterdir()):

@@ -1,12 +1,13 @@
 """Latency of `ask` on the seed corpus plus 1,000 BBC News articles, with the real model.
 
-The index holds corpus/*.txt and 1,000 of ../shared/data/bbc-news/{business,...,tech} (evenly spread); building it
-takes minutes on 2 cores, so `--workdir DIR` keeps it (a re-ingest of the unchanged corpus then takes under a
-second). Questions: every question of the seed question sets (tests/data/*.jsonl, history ignored, each asked
-once) plus "What happened with <headline>?" for every 20th article. After `engine.warm_up()` (models loaded, no
-question asked), the first round asks every question once: what a community sends, questions the process has never
-seen. That is the headline. Further rounds repeat the same questions (warm caches). The floor is one query
-embedding plus one Chroma query (`store.search(vector, 5)`) per question. Figures only, no assertions.
+The index holds corpus/*.txt and 1,000 of the BBC News articles in bbc-news/{business,...,tech} (evenly spread)
+under CITEBOT_BENCH_DATA (default: a shared/data folder beside the checkout); building it takes minutes on 2 cores,
+so `--workdir DIR` keeps it (a re-ingest of the unchanged corpus then takes under a second). Questions: every
+question of the seed question sets (tests/data/*.jsonl, history ignored, each asked once) plus "What happened with
+<headline>?" for every 20th article. After `engine.warm_up()` (models loaded, no question asked), the first round
+asks every question once: what a community sends, questions the process has never seen. That is the headline.
+Further rounds repeat the same questions (warm caches). The floor is one query embedding plus one Chroma query
+(`store.search(vector, 5)`) per question. Figures only, no assertions.
 
 Goals: first-time ask p50 <= 50 ms and p95 <= 100 ms; ask p50 <= 2.5 x floor p50.
 
@@ -29,10 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import (
-    PROJECT_ROOT,
+    BBC_NEWS,
+    QUESTION_SETS,
     SEED_CORPUS,
-    SHARED_DATA,
     Timer,
+    bbc_files_by_category,
+    bbc_folders,
     format_bytes,
     load_average,
     peak_rss_bytes,
@@ -40,8 +43,6 @@ from bench.common import (
     require_data,
 )
 
-BBC = SHARED_DATA / "bbc-news"
-CATEGORIES = ("business", "entertainment", "politics", "sport", "tech")
 FLOOR_K = 5
 P50_GOAL_MS = 50.0
 P95_GOAL_MS = 100.0
@@ -57,7 +58,7 @@ class Question:
 # -- questions ---------------------------------------------------------------------------------------------
 
 
-def seed_questions(folder: Path = PROJECT_ROOT / "tests" / "data") -> list[Question]:
+def seed_questions(folder: Path = QUESTION_SETS) -> list[Question]:
     """Every distinct `q` of the seed question sets, in file order (follow-ups are asked without their history)."""
     seen: dict[str, Question] = {}
     for path in sorted(folder.glob("*.jsonl")):
@@ -81,7 +82,7 @@ def _first_line(path: Path) -> str:
 
 
 def bbc_files(data: Path) -> list[Path]:
-    return [path for category in CATEGORIES for path in sorted((data / category).glob("*.txt"))]
+    return [path for files in bbc_files_by_category(data) for path in files]
 
 
 def spread(files: Sequence[Path], count: int) -> list[Path]:
@@ -132,7 +133,7 @@ def run(workdir: Path, data: Path, articles: int, rounds: int, every: int) -> No
     from bot.engine import Engine
     from ingest.pipeline import IngestPipeline
 
-    require_data(data)
+    require_data(*bbc_folders(data))
     files = spread(bbc_files(data), articles)
     roots = [SEED_CORPUS, *files]
 
@@ -230,12 +231,12 @@ def run(workdir: Path, data: Path, articles: int, rounds: int, every: int) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=None, help="data dir that keeps the index (default: temp)")
-    parser.add_argument("--data", type=Path, default=BBC, help="the bbc-news folder (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=BBC_NEWS, help="the bbc-news folder (default: %(default)s)")
     parser.add_argument("--articles", type=int, default=1000, help="BBC articles to index (default: 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all questions; the first is first-time")
     parser.add_argument("--every", type=int, default=20, help="one BBC question per this many articles (default: 20)")
     args = parser.parse_args()
-    print(f"warm ask latency benchmark: seed corpus + {args.data}")
+    print(f"ask latency benchmark (first-time questions, then repeats): seed corpus + {args.data}")
     print_machine()
     print(f"pid {os.getpid()}, {load_average()} at start")
     if args.workdir is not None:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import SHARED_DATA, load_average, print_machine
+from bench.common import BBC_NEWS, load_average, print_machine
 from bot.coverage import find_gaps
 from bot.feedback import FeedbackStore, StoredAnswer
 from bot.types import Answer, Citation
@@ -84,7 +84,7 @@ def bench_writers(processes: int, per_process: int) -> None:
 
 
 def headlines(limit: int) -> list[str]:
-    folder = SHARED_DATA / "bbc-news"
+    folder = BBC_NEWS
     titles = [
         path.read_text(encoding="latin-1").splitlines()[0].strip()
         for path in sorted(folder.glob("*/*.txt"))[: limit // 2]

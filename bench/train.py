@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import pickle
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import PROJECT_ROOT, SEED_CORPUS, require_data
+from bench.common import DEVELOPMENT_SETS, QUESTION_SETS, SEED_CORPUS, require_data
 from bench.squad import DATA, index_folder, write_articles
 from bot.answering.grounding import COMMON_WORDS_FILE, RARE_ZIPF
 from bot.answering.scorer import (
@@ -45,10 +44,10 @@ from bot.answering.scorer import (
 )
 from bot.answering.sentences import CATEGORICAL, FEATURES
 from bot.engine import Engine, readings
-from bot.evaluation import load_cases
+from bot.evaluation import expected_calibration_error, load_cases
 from bot.types import Turn
 
-SEED_SETS = (PROJECT_ROOT / "tests" / "data" / "devset.jsonl", PROJECT_ROOT / "tests" / "data" / "natural_dev.jsonl")
+SEED_SETS = tuple(QUESTION_SETS / name for name in DEVELOPMENT_SETS)
 # The seed questions are what citebot is for; SQuAD is many times larger, so each seed question counts this much
 # for the confidence (which must fit the questions people ask) and less for the ranker (which learns as much from
 # SQuAD, and over-fits the few seed questions when they weigh more).
@@ -266,16 +265,6 @@ def fit_platt(raw: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple
     return slope, intercept
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for low, high in itertools.pairwise(edges):
-        inside = (probabilities >= low) & (probabilities < high if high < 1 else probabilities <= high)
-        if inside.any():
-            total += inside.sum() * abs(probabilities[inside].mean() - labels[inside].mean())
-    return total / max(1, len(labels))
-
-
 def top1(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> float:
     answerable = [(g, s) for g, s in zip(groups, scores, strict=True) if g.labels.any()]
     return sum(g.labels[int(np.argmax(s))] for g, s in answerable) / max(1, len(answerable))
@@ -300,9 +289,10 @@ def choose_thresholds(groups: Sequence[Group], probabilities: np.ndarray) -> dic
 
 def report(name: str, groups: Sequence[Group], scores: Sequence[np.ndarray], probabilities: np.ndarray) -> None:
     labels = np.asarray([g.labels[int(np.argmax(s))] for g, s in zip(groups, scores, strict=True)])
+    scored = [(float(p), bool(hit)) for p, hit in zip(probabilities, labels, strict=True)]
     print(
         f"  {name:28s} {len(groups):5d} questions  top-1 {top1(groups, scores):.3f}  "
-        f"ECE {expected_calibration_error(probabilities, labels):.3f}"
+        f"ECE {expected_calibration_error(scored):.3f}"
     )
 
 
