@@ -1,7 +1,8 @@
 """The engine: one LangChain (LCEL) retrieval chain that turns a question, with the conversation so far, into an
 `Answer`. Every adapter (CLI, REPL, Discord) asks through it and never reaches past it.
 
-    prepare (fold a follow-up into its context) -> retrieve (hybrid) -> answer (extractive | LLM) -> Answer
+    prepare (the question alone and, after an earlier turn, with it folded in) -> retrieve (hybrid, per reading)
+    -> answer (the best-supported reading; extractive | LLM) -> Answer
     (then the date steps of bot/chronology.py: dated passages for date questions, quotes in date order)
 
 The engine is also the composition root: it builds the embedder, the store, the searcher and the answerer from

@@ -39,9 +39,14 @@ def words(text: str) -> list[str]:
     return [word.lower().replace("’", "'") for word in _WORD.findall(text)]
 
 
+def is_vocabulary_word(word: str) -> bool:
+    """A content word worth a single-word vector: no stop word, no number, at least three letters."""
+    return word not in STOP_WORDS and len(word) > 2 and not word.isdigit()
+
+
 def vocabulary(text: str) -> set[str]:
     """The content words of a text as written (lower-case): what single-word vectors are kept for."""
-    return {word for word in words(text) if word not in STOP_WORDS and len(word) > 2 and not word.isdigit()}
+    return {word for word in words(text) if is_vocabulary_word(word)}
 
 
 def stem(word: str) -> str:

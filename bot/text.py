@@ -42,7 +42,6 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
     for line_start, line_end in _lines(text, start, end):
-        cursor = line_start
         for piece_start, piece_end in _without_attributions(text, line_start, line_end):
             cursor = piece_start
             for match in _END.finditer(text, piece_start, piece_end):

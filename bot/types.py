@@ -11,10 +11,11 @@ from typing import Any, Literal
 import numpy as np
 
 Support = Literal["answered", "closest", "none"]
-# What every answerer says when the corpus does not answer (a reason may follow in parentheses).
-NO_ANSWER = "The corpus doesn't say."
 """`answered`: the quotes answer the question; `closest`: the corpus doesn't say exactly, the citations are the
 closest sentences; `none`: nothing relevant."""
+
+# What every answerer says when the corpus does not answer (a reason may follow in parentheses).
+NO_ANSWER = "The corpus doesn't say."
 
 SUPPORT_LEVELS: tuple[Support, ...] = ("answered", "closest", "none")
 

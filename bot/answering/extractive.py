@@ -7,8 +7,8 @@ development data orders them, and a calibrated model gives the probability that 
 - `answered`: confident, and every salient part of the question is mentioned by the passages: the best
   sentences, best first.
 - `closest`: on topic, but not confident, or a salient part of the question is mentioned nowhere
-  (`bot.answering.grounding`): "The corpus doesn't say exactly; the closest passage is ..." with the best
-  sentence quoted.
+  (`bot.answering.grounding`): "The corpus doesn't say exactly; the closest passages are ..." with the best few
+  sentences quoted (up to `closest_sentences`), best first.
 - `none`: nothing relevant: "The corpus doesn't say."
 
 Quotes stay verbatim (`document_text[start:end]`); only the answer text may name who a leading "He" is.
@@ -17,6 +17,9 @@ Quotes stay verbatim (`document_text[start:end]`); only the answer text may name
 from __future__ import annotations
 
 import re
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,7 +41,7 @@ class ExtractiveSettings:
     """How much an answer quotes. Chosen on the development data (SQuAD's development split and the seed sets)."""
 
     # Another sentence is quoted only while its ranker score is within this margin of the best one's, it adds
-    # question terms the chosen ones lack, and the quote stays short.
+    # terms the chosen ones lack, and the quote stays short.
     extra_sentence_margin: float = 2.0
     max_sentences: int = 3
     max_quote_chars: int = 600
@@ -47,6 +50,10 @@ class ExtractiveSettings:
     closest_margin: float = 3.0
     # Of the sentences a follow-up like "tell me more" may quote next, the best ones by this margin.
     more_sentences: int = 3
+
+
+# Enough for every reading of a question (alone, folded in) while a few questions are answered at once.
+_ANALYSES_KEPT = 8
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,10 @@ class ExtractiveAnswerer:
         self.vectors = SentenceVectors(embedder)
         self.words = WordVectors(embedder)
         self.grounding = GroundingChecker(self.words)
+        # The last few analyses, by retrieval: the engine analyses each reading of a question to choose one, and
+        # answering the chosen reading (or an LLM's confidence in it) must not analyse it again.
+        self._analysed: OrderedDict[int, tuple[weakref.ref[Retrieval], Analysis]] = OrderedDict()
+        self._analysed_lock = threading.Lock()
 
     def warm_up(self) -> None:
         self.scorer.warm_up()
@@ -91,6 +102,19 @@ class ExtractiveAnswerer:
         return candidates(retrieval, sentences, grounding, self.words), grounding
 
     def analyse(self, retrieval: Retrieval) -> Analysis:
+        """The candidates ranked and the confidence that the best answers; computed once per retrieval."""
+        with self._analysed_lock:
+            kept = self._analysed.get(id(retrieval))
+        if kept is not None and kept[0]() is retrieval:
+            return kept[1]
+        analysis = self._analyse(retrieval)
+        with self._analysed_lock:
+            self._analysed[id(retrieval)] = (weakref.ref(retrieval), analysis)
+            while len(self._analysed) > _ANALYSES_KEPT:
+                self._analysed.popitem(last=False)
+        return analysis
+
+    def _analyse(self, retrieval: Retrieval) -> Analysis:
         found, grounding = self.candidates(retrieval)
         if not found:
             return Analysis((), (), 0.0, grounding)
@@ -113,37 +137,37 @@ class ExtractiveAnswerer:
         return "none"
 
     def answer(self, retrieval: Retrieval) -> Answer:
+        return self._respond(retrieval, at_most_closest=False)
+
+    def decline(self, retrieval: Retrieval) -> Answer:
+        """An answer that is at most `closest`: for when something else (an LLM) judged the passages not to answer."""
+        return self._respond(retrieval, at_most_closest=True)
+
+    def _respond(self, retrieval: Retrieval, at_most_closest: bool) -> Answer:
         question = retrieval.question
         analysis = self.analyse(retrieval)
-        given = {quoted for turn in question.history for quoted in turn.quoted} if question.more else set()
-        ranked = [c for c in analysis.ranked if (c.hit.chunk.doc_id, c.start) not in given]
-        scores = [s for c, s in zip(analysis.ranked, analysis.scores, strict=True) if c in ranked]
+        more = question.more and not at_most_closest
+        given = {quoted for turn in question.history for quoted in turn.quoted} if more else set()
+        kept = [
+            (candidate, score)
+            for candidate, score in zip(analysis.ranked, analysis.scores, strict=True)
+            if (candidate.hit.chunk.doc_id, candidate.start) not in given
+        ]
+        ranked, scores = [candidate for candidate, _ in kept], [score for _, score in kept]
         support = self.support(analysis) if ranked else "none"
         if support == "none":
             return decline(question.text, analysis.confidence, _missing_reason(analysis.grounding, question.text))
+        if at_most_closest:
+            support = "closest"
         limit = max(1, question.limit)
         s = self.settings
-        if question.more:
+        if more:
             chosen = self._more(ranked, limit)
         elif support == "answered":
             chosen = self._choose(ranked, scores, min(limit, s.max_sentences), s.extra_sentence_margin)
         else:
             chosen = self._choose(ranked, scores, min(limit, s.closest_sentences), s.closest_margin)
-        return compose_answer(
-            question.text, chosen, support, analysis.confidence, analysis.grounding, more=question.more
-        )
-
-    def decline(self, retrieval: Retrieval) -> Answer:
-        """An answer that is at most `closest`: for when something else (an LLM) judged the passages not to answer."""
-        analysis = self.analyse(retrieval)
-        question = retrieval.question
-        if self.support(analysis) == "none" or not analysis.ranked:
-            return decline(question.text, analysis.confidence, _missing_reason(analysis.grounding, question.text))
-        s = self.settings
-        chosen = self._choose(
-            analysis.ranked, analysis.scores, min(question.limit, s.closest_sentences), s.closest_margin
-        )
-        return compose_answer(question.text, chosen, "closest", analysis.confidence, analysis.grounding)
+        return compose_answer(question.text, chosen, support, analysis.confidence, analysis.grounding, more=more)
 
     def _choose(
         self, ranked: Sequence[Candidate], scores: Sequence[float], limit: int, margin: float

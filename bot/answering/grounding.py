@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.answering.words import WordVectors
-from bot.keyword import STOP_WORDS, stem, words
+from bot.keyword import STOP_WORDS, is_vocabulary_word, stem, words
 from bot.retrieval import Retrieval
 
 # Words that shape a question rather than name what it asks about; never reported as missing.
@@ -85,19 +85,20 @@ class GroundingChecker:
         for hit in hits:
             for text in (hit.chunk.text, hit.chunk.title, hit.chunk.heading):
                 passage_words.update(words(text))
-        passage_stems = {stem(word) for word in passage_words}
-        context_stems = set(question.context_terms)
-        weights = {word: keyword.idf(stem(word)) for word, _ in asked}
+        found_stems = {stem(word) for word in passage_words} | set(question.context_terms)
+        stems = {word: stem(word) for word, _ in asked}
+        weights = {word: keyword.idf(stems[word]) for word, _ in asked}
         total = sum(weights.values()) or 1.0
-        unmatched = [(word, kind) for word, kind in asked if stem(word) not in passage_stems | context_stems]
+        unmatched = [(word, kind) for word, kind in asked if stems[word] not in found_stems]
         if not unmatched:
             return Grounding()
-        close = self._close_words([word for word, _ in unmatched], _content(passage_words), retrieval.snapshot.words)
+        content = sorted(word for word in passage_words if is_vocabulary_word(word))
+        close = self._close_words([word for word, _ in unmatched], content, retrieval.snapshot.words)
         missing = [(word, kind) for word, kind in unmatched if word not in close]
         salient = tuple(
             word
             for word, kind in missing
-            if not keyword.knows(stem(word)) and (kind == "name" or (kind == "noun" and word not in common_words()))
+            if not keyword.knows(stems[word]) and (kind == "name" or (kind == "noun" and word not in common_words()))
         )
         return Grounding(
             missing=tuple(word for word, _ in missing),
@@ -164,10 +165,6 @@ def _head_nouns(lowered: list[str]) -> set[int]:
         if end > index + 1 and (word != "what" or (end < len(lowered) and lowered[end] in _AUXILIARIES)):
             heads.add(end - 1)
     return heads
-
-
-def _content(passage_words: set[str]) -> list[str]:
-    return sorted(word for word in passage_words if word not in STOP_WORDS and len(word) > 2 and not word.isdigit())
 
 
 def describe_missing(words_: Sequence[str], question: str) -> str:

@@ -122,10 +122,12 @@ def answer_type(question: str) -> re.Pattern[str] | None:
 def offers_answer_type(question: Question, quote: str) -> int:
     """1 when the quote holds something of the type the question wants that the question does not already say,
     -1 when it holds nothing of that type, 0 when the question wants no particular type."""
-    wanted = answer_type(question.text)
+    return _offers(answer_type(question.text), set(words(question.search_text)), quote)
+
+
+def _offers(wanted: re.Pattern[str] | None, question_words: set[str], quote: str) -> int:
     if wanted is None:
         return 0
-    question_words = set(words(question.search_text))
     offered = any(match.group(0).lower() not in question_words for match in wanted.finditer(quote))
     return 1 if offered else -1
 
@@ -216,9 +218,11 @@ def candidates(
     stored = retrieval.snapshot.words
     asked_vectors = word_vectors.vectors(content, stored) if word_vectors is not None and content else None
     pairs = set(itertools.pairwise(question.terms))
+    wanted, searched_words = answer_type(question.text), set(words(question.search_text))
+    asked_type = float(question_type(question.text))
     query = question.vector
     rows: list[np.ndarray] = []
-    found: list[Candidate] = []
+    places: list[tuple[ScoredChunk, int, int, int, int, str, str]] = []  # a Candidate's fields but its features
     for rank, (hit, found_sentences) in enumerate(zip(hits, sentences, strict=True)):
         chunk = hit.chunk
         chunk_sentences = found_sentences or ChunkSentences(tuple(quotable_sentences(chunk)), np.zeros(0), np.zeros(0))
@@ -264,7 +268,7 @@ def candidates(
                 "passage_rank": float(rank),
                 "heading_match": heading_match,
                 "after_heading": float(after_heading),
-                "answer_type": float(offers_answer_type(question, quote)),
+                "answer_type": float(_offers(wanted, searched_words, quote)),
                 "words": float(len(quote.split())),
                 "pronoun": float(pronoun),
                 "position": float(index),
@@ -272,15 +276,13 @@ def candidates(
                 "unmatched_weight": grounding.unmatched_weight,
                 "salient_missing": float(len(grounding.salient)),
                 "question_terms": float(len(question.terms)),
-                "question_type": float(question_type(question.text)),
+                "question_type": asked_type,
             }
             for name, value in values.items():
                 row[_COLUMN[name]] = value
             rows.append(row)
             previous = quotes[index - 1] if index > 0 else ""
-            found.append(
-                Candidate(hit, rank, index, chunk.start + start, chunk.start + end, quote, previous, np.empty(0))
-            )
+            places.append((hit, rank, index, chunk.start + start, chunk.start + end, quote, previous))
     if not rows:
         return []
     matrix = np.stack(rows)
@@ -290,9 +292,7 @@ def candidates(
     matrix[:, _COLUMN["coverage_gap"]] = covered - covered.max()
     matrix[:, _COLUMN["cos_best"]] = cos.max()
     matrix[:, _COLUMN["coverage_best"]] = covered.max()
-    return [
-        Candidate(c.hit, c.rank, c.index, c.start, c.end, c.quote, c.previous, matrix[i]) for i, c in enumerate(found)
-    ]
+    return [Candidate(*place, matrix[i]) for i, place in enumerate(places)]
 
 
 def _content_word(word: str) -> bool:
