@@ -14,9 +14,9 @@ answering, for every answerer:
   sentences are reordered by their documents' publication dates;
 - otherwise (prose written by an LLM, whose sentences lean on each other) the text stays as written and only the
   citations are renumbered, so the list of sources reads oldest to newest.
-Citations are then numbered in the order the text first refers to them. Undated documents come after dated ones;
-an answer with fewer than two distinct dates, or that does not answer (`support` other than `answered`), is
-returned unchanged.
+The citations are then numbered: reordered quotes in the order the text now refers to them, an LLM's by date.
+Undated documents come after dated ones; an answer with fewer than two distinct dates, or that does not answer
+(`support` other than `answered`), is returned unchanged.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bot.answering.citations import citation
 from bot.dates import format_day, parse_date
 from bot.retrieval import Retrieval
 from bot.timeframe import resolve, time_frame
-from bot.types import Answer, Citation
+from bot.types import NO_ANSWER, Answer, Citation
 
 CLOSEST_PASSAGES = 2
 
@@ -53,8 +53,10 @@ def closest_in_time(answer: Answer, retrieval: Retrieval, now: datetime) -> Answ
     known = [moment for moment in dates if moment is not None]
     if frame is None or len(known) != len(dates):
         return answer  # no time asked, or the passages were not narrowed to dated documents
-    if frame.bounded and not all(resolve(frame, known, now).contains(moment) for moment in known):
-        return answer
+    if frame.bounded:
+        window = resolve(frame, known, now)
+        if not all(window.contains(moment) for moment in known):
+            return answer
     if not frame.bounded and len({hit.chunk.doc_id for hit in retrieval.hits}) != 1:
         return answer  # "latest" narrows to the newest document; anything else was not narrowed
     hits = list(retrieval.hits[:CLOSEST_PASSAGES])
@@ -66,7 +68,7 @@ def closest_in_time(answer: Answer, retrieval: Retrieval, now: datetime) -> Answ
         else f"between {format_day(first)} and {format_day(last)}"
     )
     markers = " and ".join(f"[{c.n}]" for c in citations)
-    text = f"The corpus doesn't say exactly. The closest passages, published {when}, are {markers}."
+    text = f"{NO_ANSWER[:-1]} exactly. The closest passages, published {when}, are {markers}."
     return replace(answer, text=text, citations=citations, support="closest")
 
 

@@ -105,9 +105,7 @@ def normalize(text: str | None) -> str | None:
 
 def _is_bare_day(text: str) -> bool:
     value = " ".join(text.split()).strip("\"'")
-    return bool(
-        _DAY_MONTH_YEAR.match(value) or _MONTH_DAY_YEAR.match(value) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)
-    )
+    return bool(_DAY_MONTH_YEAR.match(value) or _MONTH_DAY_YEAR.match(value) or _ISO_DAY.match(value))
 
 
 def from_timestamp(moment: datetime) -> str:

@@ -8,6 +8,7 @@ documents' publication dates (bot/timeframe.py). `HybridRetriever` exposes it to
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ class CorpusSnapshot:
     position: dict[str, int] = field(default_factory=dict)  # chunk id -> index in `chunks`
     sentences: dict[str, ChunkSentences] = field(default_factory=dict)  # chunk id -> vectors stored at ingestion
     words: dict[str, np.ndarray] = field(default_factory=dict)  # the corpus's words -> their vectors (half precision)
+
+    @functools.cached_property
+    def dated(self) -> bool:
+        """Whether any document has a publication date (time words in questions only mean something then)."""
+        return any(document.published for document in self.documents.values())
 
 
 @dataclass(frozen=True)
@@ -140,8 +146,7 @@ class HybridSearcher:
             return []
         now = datetime.now(UTC)
         # "latest", "in May": choose among more passages by publication date (when the corpus has dates at all).
-        dated = any(document.published for document in snapshot.documents.values())
-        frame = time_frame(query, now) if dated else None
+        frame = time_frame(query, now) if snapshot.dated else None
         wanted = k if frame is None else k * POOL_FACTOR
         candidates = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
         vector = self._embedder.embed_query(query) if query_vector is None else query_vector
@@ -150,7 +155,8 @@ class HybridSearcher:
             for chunk, similarity in self._store.search(vector, candidates)
             if chunk.doc_id in snapshot.documents  # pending chunks of an unfinished ingestion are invisible
         ]
-        query_terms = [term for term in terms(query) if term not in time_terms(frame)]
+        dropped = time_terms(frame)
+        query_terms = [term for term in terms(query) if term not in dropped]
         keyword = [(snapshot.chunks[i], score) for i, score in snapshot.keyword.search(query_terms, candidates)]
         fused = fuse(dense, keyword)
         by_id = {chunk.id: chunk for chunk, _ in dense + keyword}

@@ -46,6 +46,7 @@ _TERM = (
 # A bare month or year is a date only after a preposition: "in May", "since 2024" (not "May said", "2024 jobs").
 _BARE = rf"(?P<bare_month>{MONTH_PATTERN})(?![\w-])|(?P<bare_year>(?:19|20)\d{{2}})(?![\w-])"
 _EXPRESSION = re.compile(rf"\b(?:{_PREPOSITION})?(?:{_TERM}|(?(prep)(?:{_BARE})|(?!)))\b", re.I)
+_BARE_START = re.compile(rf"^\s*(?:{_TERM}|{_BARE})", re.I)  # a period named at the start, without preposition
 _BETWEEN = re.compile(
     r"\b(?:between|from)\s+(?P<first>.+?)\s+(?:and|to|until|till)\s+(?P<second>.+?)(?:[?.!,]|$)", re.I
 )
@@ -182,7 +183,7 @@ def _between(question: str, now: datetime) -> TimeFrame | None:
 
 
 def _first_period(text: str, now: datetime, bare: bool = False) -> TimeFrame | None:
-    pattern = _EXPRESSION if not bare else re.compile(rf"^\s*(?:{_TERM}|{_BARE})", re.I)
+    pattern = _EXPRESSION if not bare else _BARE_START
     for match in pattern.finditer(text):
         span = _span(match, now)
         if span is None:
