@@ -17,13 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
 from bot.config import Settings, load_settings
 from bot.embeddings import Embedder, create_embedder, create_query_embedder, prepare_query_embedder
 from bot.errors import CitebotError, ConfigError, EmbeddingError, EmptyIndexError, QuestionError
-from bot.progress import announce, progress_reporter
-from bot.render import paragraph
+from bot.progress import announce, plain_progress, progress_reporter
+from bot.render import complain, render_answer, render_evaluation, render_ingest_report, render_sources, source_json
 from bot.store import ChunkStore
 
 if TYPE_CHECKING:
@@ -128,12 +126,6 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune", action="store_true", help="remove pages that a feed or sitemap no longer lists")
 
 
-def complain(message: str) -> None:
-    """A `citebot:` line on stderr: wrapped at word boundaries (with a hanging indent) on a terminal, one line in
-    logs and pipes."""
-    paragraph(Console(stderr=True, highlight=False), f"citebot: {message}", indent=4, first="")
-
-
 def open_index(settings: Settings, notice: Callable[[str], None] = announce) -> tuple[ChunkStore, Embedder]:
     """The store and the batch embedder for ingestion (the model loads on the first document to embed)."""
     embedder = create_embedder(settings.embedding_model, settings.embedding_device, announce=notice)
@@ -188,8 +180,6 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(report.to_json()))
     else:
-        from bot.render import render_ingest_report
-
         render_ingest_report(report, store.location)
     return report.exit_code
 
@@ -215,7 +205,6 @@ def ingest_targets(raw: Sequence[str]) -> list[str | Path]:
 
 
 def run_sources(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.render import render_sources, source_json
     from bot.timeframe import published_between
 
     since, until = _day_bound(args.since, "--since"), _day_bound(args.until, "--until", end=True)
@@ -250,7 +239,6 @@ def _day_bound(text: str | None, option: str, end: bool = False) -> datetime | N
 def run_watch(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
-    from bot.progress import plain_progress
     from ingest.pipeline import IngestPipeline
     from ingest.sources import load_sources
     from ingest.watch import Watcher
@@ -264,7 +252,7 @@ def run_watch(args: argparse.Namespace, settings: Settings) -> int:
         watcher.run()
     except KeyboardInterrupt:
         watcher.stop()
-    print("citebot: watch stopped; every source is indexed in its old or its new version", file=sys.stderr)
+    complain("watch stopped; every source is indexed in its old or its new version")
     return 0
 
 
@@ -283,7 +271,7 @@ def open_engine(settings: Settings) -> Engine:
         from bot.engine import Engine  # heavy (LangChain, BM25): imported while the model loads
 
         engine = Engine(settings, embedder=embedder, store=store)
-        engine.documents()  # the keyword index
+        engine.searcher.snapshot(fresh=True)  # the keyword index, built while the model loads
         model.result()  # the model's own error, if it failed to load
     engine.warm_up()
     return engine
@@ -291,7 +279,6 @@ def open_engine(settings: Settings) -> Engine:
 
 def run_ask(args: argparse.Namespace, settings: Settings) -> int:
     from bot.feedback import FeedbackStore
-    from bot.render import render_answer
 
     engine = open_engine(settings)
     question_log = FeedbackStore.for_settings(settings)  # written in the background, the rest at exit
@@ -330,7 +317,6 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     from bot.evaluation import load_cases, run_evaluation
-    from bot.render import render_evaluation
 
     cases = load_cases(args.file)
     report = run_evaluation(open_engine(settings), cases, k=args.k)

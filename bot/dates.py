@@ -115,6 +115,20 @@ def from_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+def format_moment(value: str | None) -> str:
+    """An ISO timestamp as `2025-06-01 12:34 UTC` (times are shown in UTC, the time the logs keep); anything that
+    is not one as it is."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def format_day(value: str | date | datetime | None) -> str:
     """`4 June 2025`: day, month name and year, which no reader can take for another date; "" when unknown."""
     if value is None:

@@ -31,9 +31,7 @@ from bot.links import link_citations
 from bot.retrieval import HybridRetriever, HybridSearcher, Retrieval
 from bot.store import ChunkStore
 from bot.timeframe import without_time_terms
-from bot.types import Answer, DocumentRecord, Question, Support, Turn
-
-MAX_QUESTION_CHARS = 1000
+from bot.types import MAX_QUESTION_CHARS, Answer, DocumentRecord, Question, Support, Turn
 
 # "tell me more", "go on", "what else?": quote what the conversation has not quoted yet.
 _MORE = re.compile(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
-from bot.dates import format_day, relative_dates
+from bot.dates import format_day, format_moment, relative_dates
 from bot.types import NO_ANSWER, Answer, Citation, DocumentRecord
 
 if TYPE_CHECKING:
@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from ingest.pipeline import IngestReport
 
 console = Console(highlight=False)
+
+
+def complain(message: str, err: Console | None = None) -> None:
+    """A `citebot:` line on stderr: wrapped at word boundaries (with a hanging indent) on a terminal, one line in
+    logs and pipes."""
+    paragraph(err or Console(stderr=True, highlight=False), f"citebot: {message}", indent=4, first="")
+
 
 INDENT = 4
 ELLIPSIS = "…"
@@ -157,7 +164,7 @@ def render_sources(records: Sequence[DocumentRecord], out: Console | None = None
         paragraph(out, Text(record.title or record.source, style="bold"), indent=INDENT, first="  ")
         for source in record.sources:
             paragraph(out, Text(fit_path(out, source, INDENT), style="cyan"), indent=INDENT)
-        details = [plural(record.chunks, "chunk"), f"ingested {_when(record.ingested_at)}"]
+        details = [plural(record.chunks, "chunk"), f"ingested {format_moment(record.ingested_at)}"]
         if record.origin != "file":
             details.insert(0, f"from a {record.origin}" if record.origin != "url" else "from a web page")
         if record.published:
@@ -179,15 +186,6 @@ def source_json(record: DocumentRecord) -> dict[str, object]:
         "ingested_at": record.ingested_at,
         "chunks": record.chunks,
     }
-
-
-def _when(timestamp: str) -> str:
-    """`2026-11-27T10:04:05+00:00` -> `2026-11-27 10:04 UTC`; anything else as it is."""
-    date, _, time = timestamp.partition("T")
-    if not time:
-        return timestamp
-    zone = " UTC" if time.endswith(("+00:00", "Z")) else ""
-    return f"{date} {time[:5]}{zone}"
 
 
 # -- ingestion and evaluation ---------------------------------------------------------------------------------

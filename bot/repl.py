@@ -20,7 +20,7 @@ from bot.embeddings import create_query_embedder
 from bot.errors import CitebotError, EmptyIndexError
 from bot.feedback import FeedbackStore
 from bot.progress import announce
-from bot.render import paragraph, plural, render_answer, render_json, render_sources
+from bot.render import complain, paragraph, plural, render_answer, render_json, render_sources
 from bot.types import Turn
 
 if TYPE_CHECKING:
@@ -206,11 +206,11 @@ def main(settings: Settings) -> int:
         err.print("citebot: interrupted while loading", markup=False)
         return EXIT_INTERRUPTED
     except CitebotError as exc:
-        paragraph(err, f"citebot: {exc}", indent=4, first="")
+        complain(str(exc), err)
         return EXIT_FAILED
     except Exception as exc:
         log.debug("the REPL could not start", exc_info=True)
-        paragraph(err, f"citebot: {one_line(exc)}", indent=4, first="")
+        complain(one_line(exc), err)
         return EXIT_FAILED
     # Piped: the banner goes to stderr, so stdout holds only answers.
     (out if interactive else err).print(banner(len(documents), engine.store.location), markup=False, soft_wrap=True)

@@ -16,6 +16,8 @@ closest sentences; `none`: nothing relevant."""
 
 # What every answerer says when the corpus does not answer (a reason may follow in parentheses).
 NO_ANSWER = "The corpus doesn't say."
+# The longest question asked (Discord's /ask option enforces it too).
+MAX_QUESTION_CHARS = 1000
 
 SUPPORT_LEVELS: tuple[Support, ...] = ("answered", "closest", "none")
 

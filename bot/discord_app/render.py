@@ -16,7 +16,7 @@ import discord
 
 from bot.dates import format_day, relative_dates
 from bot.links import text_fragment_link
-from bot.types import Answer, Citation, DocumentRecord
+from bot.types import NO_ANSWER, Answer, Citation, DocumentRecord
 
 CONTENT_LIMIT = 2000
 TITLE_LIMIT = 256
@@ -35,13 +35,13 @@ NO_MENTIONS = discord.AllowedMentions.none()
 ANSWER_COLOUR = discord.Colour.blurple()
 CLOSEST_COLOUR = discord.Colour.gold()
 ABSTAIN_COLOUR = discord.Colour.orange()
-ABSTAIN_TITLE = "The corpus doesn't say"
+ABSTAIN_TITLE = NO_ANSWER[:-1]
 CLOSEST_NOTE = "Closest passage, not a direct answer"
 # A short answer text keeps the embed useful even when citations eat most of the 6000-character budget.
 _MIN_DESCRIPTION = 1000
 _MENTION = re.compile(r"<@[!&]?\d+>")
 _ESCAPED = re.compile(r"\\([\\*_`~|>#\-\[\]()<:])")
-_MISSING = re.compile(r"^The corpus doesn't say \((.+)\)\.?$", re.DOTALL)
+_MISSING = re.compile(rf"^{re.escape(ABSTAIN_TITLE)} \((.+)\)\.?$", re.DOTALL)  # "... (it doesn't mention X)."
 # A citation links to its web page only while the link leaves most of the field for the quote.
 _MAX_LINK = 500
 
@@ -79,7 +79,7 @@ def citation_location(citation: Citation) -> str:
         link = text_fragment_link(citation.url, citation.quote)
         link = link if len(link) <= _MAX_LINK else citation.url
         if len(link) <= _MAX_LINK:
-            where = f"[{clean(shorten(source, 120)).replace(']', ')')}]({link.replace(')', '%29')})"
+            where = _markdown_link(source, link, 120)
     where += f" · chars {citation.start}–{citation.end}"
     if citation.page is not None:
         where += f" (page {citation.page})"
@@ -229,9 +229,8 @@ def render_sources(documents: Sequence[DocumentRecord]) -> list[discord.Embed]:
 def _source_line(doc: DocumentRecord) -> str:
     """• **Title** — `source` (a link for web pages) · 4 June 2025 · 12 chunks"""
     source = doc.source.replace("`", chr(39))
-    link = doc.url.replace(")", "%29") if doc.url and len(doc.url) <= 300 else None
-    where = f"[{clean(shorten(source, 80)).replace(']', ')')}]({link})" if link else None
-    parts = [f"• **{clean(doc.title or doc.source)}** — {where or f'`{source}`'}"]
+    where = _markdown_link(source, doc.url, 80) if doc.url and len(doc.url) <= 300 else f"`{source}`"
+    parts = [f"• **{clean(doc.title or doc.source)}** — {where}"]
     if doc.published:
         parts.append(format_day(doc.published))
     parts.append(f"{doc.chunks} chunks")
@@ -273,3 +272,8 @@ def describe_channel(channel: Any) -> str:
     """`#name (id)` for log lines."""
     name = getattr(channel, "name", None)
     return f"#{name} ({channel.id})" if name else f"channel {getattr(channel, 'id', '?')}"
+
+
+def _markdown_link(label: str, url: str, width: int) -> str:
+    """`[label](url)`, the label cut to `width` and neither able to end the link early."""
+    return f"[{clean(shorten(label, width)).replace(']', ')')}]({url.replace(')', '%29')})"

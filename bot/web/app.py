@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.config import Settings
 from bot.coverage import CachedEmbed, find_gaps
+from bot.dates import format_moment as when
 from bot.errors import CitebotError
 from bot.feedback import CHANNEL_KINDS, FeedbackStore, QuestionFilter, export_lines
 from bot.links import passage_path
@@ -113,19 +114,6 @@ def templates() -> Environment:
     env.filters["safe_url"] = safe_url
     env.filters["jsonline"] = lambda value: json.dumps(value, ensure_ascii=False)
     return env
-
-
-def when(value: str | None) -> str:
-    """An ISO timestamp as `2025-06-01 12:34 UTC` (the console shows UTC, the time the log keeps)."""
-    if not value:
-        return ""
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def answer_html(text: str, numbers: list[int] | None = None) -> Markup:

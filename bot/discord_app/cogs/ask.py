@@ -39,8 +39,7 @@ from bot.discord_app.render import (
     render_error,
     thread_name,
 )
-from bot.engine import MAX_QUESTION_CHARS
-from bot.types import Answer, Turn
+from bot.types import MAX_QUESTION_CHARS, Answer, Turn
 
 if TYPE_CHECKING:
     from bot.discord_app.bot import CitebotBot

@@ -21,7 +21,7 @@ from discord.ext import commands
 
 from bot.discord_app.render import CONTENT_LIMIT, NO_MENTIONS, clean, shorten
 from bot.errors import BlockedURL
-from ingest.fetch import check_url
+from ingest.fetch import check_url, is_url
 from ingest.loaders import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 
 if TYPE_CHECKING:
@@ -69,14 +69,18 @@ def ingest_reply(report: IngestReport) -> str:
         for label, sources in (("Added", plan.added), ("Changed", plan.changed)):
             for source in sources[:MAX_LISTED]:
                 title = f" — {clean(titles[source])}" if titles.get(source) else ""
-                lines.append(f"{label}: <{source}>{title}" if "://" in source else f"{label}: `{source}`{title}")
+                lines.append(f"{label}: {_place(source)}{title}")
             if len(sources) > MAX_LISTED:
                 lines.append(f"…and {len(sources) - MAX_LISTED} more {label.lower()}.")
     outcomes = [("Refused", problem) for problem in report.failed] + [("Skipped", p) for p in report.skipped]
     for verb, problem in outcomes[:MAX_LISTED]:
-        place = f"<{problem.source}>" if "://" in problem.source else f"`{problem.source}`"
-        lines.append(f"{verb} {place}: {clean(problem.reason)}")
+        lines.append(f"{verb} {_place(problem.source)}: {clean(problem.reason)}")
     return shorten("\n".join(lines), CONTENT_LIMIT)
+
+
+def _place(source: str) -> str:
+    """A URL in angle brackets (no embed preview), a path in code."""
+    return f"<{source}>" if is_url(source) else f"`{source}`"
 
 
 class IngestCog(commands.Cog):
