@@ -184,9 +184,9 @@ class _Loaded:
             self.pooling = str(config["pooling"])
             self.lower_case = bool(config.get("do_lower_case", False))
             self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))  # pads and truncates as exported
-            counter = folder_tokenizer(folder)
-            assert counter is not None
-            self.counter = counter
+            self.counter = Tokenizer.from_str(self.tokenizer.to_str())  # the same tokenizer, set to count
+            self.counter.no_padding()
+            self.counter.no_truncation()
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3  # errors only: its warnings about unused initializers mean nothing here
             # Idle worker threads sleep instead of spinning: on a shared machine spinning burned a third more CPU
@@ -195,7 +195,7 @@ class _Loaded:
             self.session = onnxruntime.InferenceSession(
                 str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
             )
-        except (OSError, ValueError, KeyError, AssertionError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             raise EmbeddingError(
                 f"the exported model in {folder} is unreadable ({type(exc).__name__}); delete that folder and "
                 "it is exported again on next use"

@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.errors import ConfigError
 
 DEFAULT_EMBEDDING_MODEL = "bundled:all-MiniLM-L6-v2"
+DEFAULT_FETCH_TIMEOUT = 20.0
+DEFAULT_FETCH_MAX_BYTES = 5_000_000
+DEFAULT_FETCH_CONCURRENCY = 4
+DEFAULT_USER_AGENT = "citebot/0.1 (document indexer; honours robots.txt)"
 
 
 class LLMProvider(StrEnum):
@@ -188,26 +192,26 @@ class Settings(BaseSettings):
         description="Allow fetching from loopback, private and link-local addresses (off: they are refused).",
     )
     fetch_timeout: float = Field(
-        20.0,
+        DEFAULT_FETCH_TIMEOUT,
         gt=0,
         validation_alias=_env("CITEBOT_FETCH_TIMEOUT"),
         description="Seconds a web request may take (connect, each read, and the whole download).",
     )
     fetch_max_bytes: int = Field(
-        5_000_000,
+        DEFAULT_FETCH_MAX_BYTES,
         gt=0,
         validation_alias=_env("CITEBOT_FETCH_MAX_BYTES"),
         description="Largest page, feed or sitemap downloaded, in bytes; bigger ones are refused.",
     )
     fetch_concurrency: int = Field(
-        4,
+        DEFAULT_FETCH_CONCURRENCY,
         ge=1,
         le=32,
         validation_alias=_env("CITEBOT_FETCH_CONCURRENCY"),
         description="Pages fetched at once when a feed or sitemap lists many.",
     )
     user_agent: str = Field(
-        "citebot/0.1 (document indexer; honours robots.txt)",
+        DEFAULT_USER_AGENT,
         validation_alias=_env("CITEBOT_USER_AGENT"),
         description="The User-Agent sent with every web request, and the name robots.txt rules are read for.",
     )

@@ -1,10 +1,12 @@
 """The vector store: the only module that imports chromadb.
 
-Two collections live in one Chroma database, embedded under `CITEBOT_DATA_DIR` or on a Chroma server:
+Three collections live in one Chroma database, embedded under `CITEBOT_DATA_DIR` or on a Chroma server:
 - `<collection>`: one record per chunk, with its embedding and its offsets into the document text;
 - `<collection>__documents`: one record per document (keyed by content hash) with its sources and its whole text,
   a state record whose generation changes on every write, so running engines notice new documents, and one record
-  per fetched feed or sitemap with its validators for conditional requests.
+  per fetched feed or sitemap with its validators for conditional requests;
+- `<collection>__words`: one record per word of the corpus vocabulary (keyed by the word), with the vector of
+  that word embedded on its own.
 
 Why the whole text is kept (as the document record's Chroma `document`): the console shows a cited passage in its
 document, and the chunks do not add up to the text (headings and the space between sentences fall outside them).
@@ -145,7 +147,7 @@ class ChunkStore:
             return self._handles
 
     def _connect(self) -> _Handles:
-        """A new client and its two collections. Does not touch `self`: the caller decides when to switch."""
+        """A new client and its three collections. Does not touch `self`: the caller decides when to switch."""
         try:
             import chromadb
             from chromadb.config import Settings as ChromaSettings
@@ -211,6 +213,10 @@ class ChunkStore:
     @property
     def _document_collection(self) -> Any:
         return self._open().documents
+
+    @property
+    def _word_collection(self) -> Any:
+        return self._open().words
 
     def _call(self, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -430,10 +436,8 @@ class ChunkStore:
 
     def word_vectors(self, words: Iterable[str]) -> dict[str, np.ndarray]:
         """The stored vectors of those of `words` that ingestion embedded (each word on its own), half precision."""
-        wanted = sorted(set(words))
         found: dict[str, np.ndarray] = {}
-        for part in self._batched(wanted):
-            result = self._call("read word vectors", self._open().words.get, ids=list(part), include=["embeddings"])
+        for result in self._read_words(words, include=["embeddings"]):
             vectors = np.asarray(result["embeddings"], dtype=np.float16)
             found.update(zip(result["ids"], vectors, strict=True))
         return found
@@ -441,10 +445,14 @@ class ChunkStore:
     def known_words(self, words: Iterable[str]) -> set[str]:
         """Those of `words` whose vectors are stored."""
         known: set[str] = set()
-        for part in self._batched(sorted(set(words))):
-            result = self._call("read word vectors", self._open().words.get, ids=list(part), include=[])
+        for result in self._read_words(words, include=[]):
             known.update(result["ids"])
         return known
+
+    def _read_words(self, words: Iterable[str], include: list[str]) -> Iterator[Any]:
+        """The word records of the distinct `words`, read in batches (one Chroma result per batch)."""
+        for part in self._batched(sorted(set(words))):
+            yield self._call("read word vectors", self._word_collection.get, ids=list(part), include=include)
 
     def add_word_vectors(self, words: Sequence[str], vectors: np.ndarray) -> None:
         """Keep single-word vectors (the corpus vocabulary): a word's vector never changes, so none is deleted."""
@@ -452,7 +460,7 @@ class ChunkStore:
         for part in self._batched(words):
             self._call(
                 "write word vectors",
-                self._open().words.upsert,
+                self._word_collection.upsert,
                 ids=list(part),
                 embeddings=vectors[begin : begin + len(part)],
             )
@@ -500,9 +508,11 @@ def _document_metadata(record: DocumentRecord) -> dict[str, str | int | bool]:
     if record.author is not None:
         metadata["author"] = record.author
     if record.web:
-        web = {source: asdict(state) for source, state in sorted(record.web.items())}
         metadata["web"] = json.dumps(
-            {source: {k: v for k, v in s.items() if v is not None} for source, s in web.items()}
+            {
+                source: {k: v for k, v in asdict(state).items() if v is not None}
+                for source, state in sorted(record.web.items())
+            }
         )
     return metadata
 

@@ -32,7 +32,13 @@ from urllib.robotparser import RobotFileParser
 import httpcore
 import httpx
 
-from bot.config import Settings
+from bot.config import (
+    DEFAULT_FETCH_CONCURRENCY,
+    DEFAULT_FETCH_MAX_BYTES,
+    DEFAULT_FETCH_TIMEOUT,
+    DEFAULT_USER_AGENT,
+    Settings,
+)
 from bot.errors import BlockedURL, FetchError
 
 MAX_REDIRECTS = 5
@@ -50,10 +56,10 @@ def is_url(text: str) -> bool:
 @dataclass(frozen=True)
 class FetchOptions:
     allow_private: bool = False
-    timeout: float = 20.0
-    max_bytes: int = 5_000_000
-    user_agent: str = "citebot/0.1 (document indexer; honours robots.txt)"
-    concurrency: int = 4
+    timeout: float = DEFAULT_FETCH_TIMEOUT
+    max_bytes: int = DEFAULT_FETCH_MAX_BYTES
+    user_agent: str = DEFAULT_USER_AGENT
+    concurrency: int = DEFAULT_FETCH_CONCURRENCY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchOptions:
@@ -114,28 +120,23 @@ class Fetcher:
             conditional["If-None-Match"] = etag
         if last_modified:
             conditional["If-Modified-Since"] = last_modified
-        for _ in range(MAX_REDIRECTS + 1):
-            self._obey_robots(current)
-            with self._stream(current, conditional) as response:
-                if response.status_code in _REDIRECTS and "location" in response.headers:
-                    current = check_url(urljoin(current, response.headers["location"]), redirected=True)
-                    continue
-                if response.status_code == 304:
-                    return None
-                if response.status_code >= 400 or response.status_code < 200:
-                    raise FetchError(_status_reason(response.status_code, response.reason_phrase))
-                body = self._read(response)
-                media_type, _, parameters = response.headers.get("content-type", "").partition(";")
-                return Fetched(
-                    url=url,
-                    final_url=current,
-                    media_type=media_type.strip().lower(),
-                    charset=_charset(parameters),
-                    body=body,
-                    etag=response.headers.get("etag"),
-                    last_modified=response.headers.get("last-modified"),
-                )
-        raise FetchError(f"too many redirects (more than {MAX_REDIRECTS}); check the URL in a browser")
+        too_many = f"too many redirects (more than {MAX_REDIRECTS}); check the URL in a browser"
+        with self._follow(current, conditional, too_many, obey_robots=True) as (final, response):
+            if response.status_code == 304:
+                return None
+            if response.status_code >= 400 or response.status_code < 200:
+                raise FetchError(_status_reason(response.status_code, response.reason_phrase))
+            body = self._read(response)
+            media_type, _, parameters = response.headers.get("content-type", "").partition(";")
+            return Fetched(
+                url=url,
+                final_url=final,
+                media_type=media_type.strip().lower(),
+                charset=_charset(parameters),
+                body=body,
+                etag=response.headers.get("etag"),
+                last_modified=response.headers.get("last-modified"),
+            )
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
@@ -151,6 +152,23 @@ class Fetcher:
                     trust_env=False,  # an environment proxy would hide the addresses the guard must see
                 )
             return self._client
+
+    @contextmanager
+    def _follow(
+        self, url: str, headers: dict[str, str], too_many: str, obey_robots: bool = False
+    ) -> Iterator[tuple[str, httpx.Response]]:
+        """The final URL and response after following redirects by hand, each hop checked like the first request
+        (and against robots.txt when `obey_robots`); `too_many` is the message after MAX_REDIRECTS hops."""
+        for _ in range(MAX_REDIRECTS + 1):
+            if obey_robots:
+                self._obey_robots(url)
+            with self._stream(url, headers) as response:
+                if response.status_code in _REDIRECTS and "location" in response.headers:
+                    url = check_url(urljoin(url, response.headers["location"]), redirected=True)
+                    continue
+                yield url, response
+                return
+        raise FetchError(too_many)
 
     def _stream(self, url: str, headers: dict[str, str]) -> AbstractContextManager[httpx.Response]:
         with self._lock:
@@ -191,24 +209,19 @@ class Fetcher:
     def _read_robots(self, origin: str) -> RobotFileParser:
         """The site's rules; a missing robots.txt (4xx) allows everything, a failing one (5xx) nothing for now."""
         parser = RobotFileParser()
-        url = f"{origin}/robots.txt"
-        for _ in range(MAX_REDIRECTS + 1):
-            with self._stream(url, {}) as response:
-                if response.status_code in _REDIRECTS and "location" in response.headers:
-                    url = check_url(urljoin(url, response.headers["location"]), redirected=True)
-                    continue
-                status = response.status_code
-                if 400 <= status < 500:
-                    parser.parse([])  # no rules: everything is allowed
-                    return parser
-                if status != 200:
-                    raise FetchError(
-                        f"{origin}/robots.txt failed (HTTP {status}); as robots.txt rules ask, citebot waits until "
-                        "it can be read"
-                    )
-                parser.parse(self._read_capped(response, ROBOTS_MAX_BYTES).decode("utf-8", "replace").splitlines())
+        too_many = f"{origin}/robots.txt redirects too often; citebot waits until it can be read"
+        with self._follow(f"{origin}/robots.txt", {}, too_many) as (_, response):
+            status = response.status_code
+            if 400 <= status < 500:
+                parser.parse([])  # no rules: everything is allowed
                 return parser
-        raise FetchError(f"{origin}/robots.txt redirects too often; citebot waits until it can be read")
+            if status != 200:
+                raise FetchError(
+                    f"{origin}/robots.txt failed (HTTP {status}); as robots.txt rules ask, citebot waits until "
+                    "it can be read"
+                )
+            parser.parse(self._read_capped(response, ROBOTS_MAX_BYTES).decode("utf-8", "replace").splitlines())
+            return parser
 
     def _read_capped(self, response: httpx.Response, limit: int) -> bytes:
         chunks = []

@@ -169,9 +169,10 @@ class IngestPipeline:
             self._store.delete_documents(pending)
         return len(pending)
 
-    def _add_words(self, chunks: Sequence[Chunk]) -> None:
-        """Embed each word of the chunks the index has no vector for yet (the answerer compares words by meaning)."""
-        seen = _vocabulary(chunks)
+    def _add_words(self, texts: Sequence[str]) -> None:
+        """Embed each word of the chunks' embedding texts the index has no vector for yet (the answerer compares
+        words by meaning)."""
+        seen = _vocabulary(texts)
         fresh = seen - self._known_words
         fresh -= self._store.known_words(fresh)
         if fresh:
@@ -227,9 +228,10 @@ class IngestPipeline:
                 for doc_id, document, chunks in batch
             ]
             chunks = [chunk for _, _, doc_chunks in batch for chunk in doc_chunks]
-            vectors = self._embedder.embed_documents([embedding_text(chunk) for chunk in chunks])
+            texts = [embedding_text(chunk) for chunk in chunks]
+            vectors = self._embedder.embed_documents(texts)
             sentences = embed_sentences(chunks, self._embedder)
-            self._add_words(chunks)
+            self._add_words(texts)
             self._store.put_documents(records, texts={doc_id: document.text for doc_id, document, _ in batch})
             try:
                 self._store.add_chunks(chunks, vectors, sentences)
@@ -248,8 +250,8 @@ class IngestPipeline:
         return written
 
 
-def _vocabulary(chunks: Sequence[Chunk]) -> set[str]:
-    return {word for chunk in chunks for word in vocabulary(embedding_text(chunk))}
+def _vocabulary(texts: Sequence[str]) -> set[str]:
+    return {word for text in texts for word in vocabulary(text)}
 
 
 def _handover(

@@ -210,9 +210,7 @@ class WebScanner:
         listing, page = self._feeds.get(url), self._pages.get(url) if top else None
         validators = listing or page
         try:
-            fetched = self._fetcher.get(
-                url, validators.etag if validators else None, validators.last_modified if validators else None
-            )
+            fetched = self._get(url, validators)
             if fetched is None:
                 if listing is not None:
                     for source, state in self._listed.get(url, {}).values():
@@ -222,9 +220,7 @@ class WebScanner:
                 return
             kind = classify(fetched)
             if kind == "page" and top:
-                document = page_document(fetched, url, "url")
-                state = WebSource(now_iso(), fetched.etag, fetched.last_modified)
-                result.scanned[url] = Scanned(document, content_hash(document.text), state)
+                result.scanned[url] = _scanned(fetched, url, "url")
             elif kind == "sitemapindex" and top:
                 for child in read_sitemap(fetched)[1][:MAX_CHILD_SITEMAPS]:
                     self._target(child, result, top=False)
@@ -235,6 +231,10 @@ class WebScanner:
         except IngestError as exc:
             result.failed.append(Problem(url, str(exc)))
             result.kept.add(url)
+
+    def _get(self, url: str, previous: FeedState | WebSource | None) -> Fetched | None:
+        """`url`, asked for with the validators of its previous fetch (if any); None when unchanged."""
+        return self._fetcher.get(url, previous.etag if previous else None, previous.last_modified if previous else None)
 
     def _listing(self, url: str, fetched: Fetched, kind: Kind, result: WebScan) -> None:
         entries = read_feed(fetched) if kind == "feed" else read_sitemap(fetched)[0]
@@ -264,18 +264,14 @@ class WebScanner:
 
         def fetch(entry: Entry) -> Scanned | WebSource:
             previous = self._pages.get(entry.link)
-            fetched = self._fetcher.get(
-                entry.link, previous.etag if previous else None, previous.last_modified if previous else None
-            )
+            fetched = self._get(entry.link, previous)
             if fetched is None:
                 if previous is None:
                     raise FetchError("the site answered 304 Not Modified to a plain request; try again later")
                 return replace(previous, feed=listing, entry=entry.key, version=entry.version)
             if classify(fetched) != "page":
                 raise FetchError(f"the {origin} entry links to a feed or sitemap, not a page; {UNSUPPORTED}")
-            document = page_document(fetched, entry.link, origin, entry)
-            state = WebSource(now_iso(), fetched.etag, fetched.last_modified, listing, entry.key, entry.version)
-            return Scanned(document, content_hash(document.text), state)
+            return _scanned(fetched, entry.link, origin, entry, listing)
 
         complete = True
         with ThreadPoolExecutor(max_workers=self._fetcher.options.concurrency, thread_name_prefix="fetch") as pool:
@@ -294,3 +290,20 @@ class WebScanner:
                         result.unchanged[entry.link] = outcome
                 self._progress("fetch", done, len(entries))
         return complete
+
+
+def _scanned(
+    fetched: Fetched, source: str, origin: str, entry: Entry | None = None, listing: str | None = None
+) -> Scanned:
+    """A fetched page as a document to index, with the state its next fetch starts from (and the feed or sitemap
+    entry that listed it, if any)."""
+    document = page_document(fetched, source, origin, entry)
+    state = WebSource(
+        now_iso(),
+        fetched.etag,
+        fetched.last_modified,
+        listing,
+        entry.key if entry is not None else None,
+        entry.version if entry is not None else None,
+    )
+    return Scanned(document, content_hash(document.text), state)
