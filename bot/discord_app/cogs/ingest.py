@@ -33,7 +33,8 @@ log = logging.getLogger("citebot.discord")
 NOT_ALLOWED = (
     "Sorry, only members with the Manage Server permission{roles} can add documents. Ask a moderator to add it."
 )
-NOTHING_GIVEN = "Give me a `url:` (a web page, RSS/Atom feed or sitemap) or attach a .pdf, .md, .txt or .html file."
+FILE_TYPES = ".pdf, .md, .txt or .html"  # the common ones of ingest.loaders.SUPPORTED_SUFFIXES, for people
+NOTHING_GIVEN = f"Give me a `url:` (a web page, RSS/Atom feed or sitemap) or attach a {FILE_TYPES} file."
 MAX_LISTED = 10  # sources named per kind of outcome in the reply
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
 
@@ -90,7 +91,7 @@ class IngestCog(commands.Cog):
     @app_commands.command(name="ingest", description="Add a web page, feed, sitemap or file to my documents")
     @app_commands.describe(
         url="A web page, RSS/Atom feed or sitemap (http or https)",
-        file="A .pdf, .md, .txt or .html file",
+        file=f"A {FILE_TYPES} file",
     )
     @app_commands.guild_only()
     async def ingest(
@@ -141,7 +142,7 @@ class IngestCog(commands.Cog):
 def file_problem(file: discord.Attachment) -> str | None:
     """Why an attachment cannot be ingested, or None."""
     if Path(file.filename).suffix.lower() not in SUPPORTED_SUFFIXES:
-        return f"{file.filename} is not a file I read (.pdf, .md, .txt or .html)"
+        return f"{file.filename} is not a file I read ({FILE_TYPES})"
     if file.size > MAX_FILE_BYTES:
         return f"{file.filename} is over the {MAX_FILE_BYTES / 1e6:.0f} MB limit; split it into parts"
     return None
