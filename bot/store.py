@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 _STATE_ID = "__state__"
+# The most ids, filter values or records one Chroma call carries: SQLite refuses a statement with more than 32,766
+# variables, and a call that grows with the corpus would also grow its memory and (with a server) its response.
+CALL_LIMIT = 500
 _FEED_PREFIX = "__feed__:"
 # The documents collection needs vectors of some size; nobody searches it by similarity.
 _PLACEHOLDER_VECTOR = [1.0]
@@ -239,11 +242,8 @@ class ChunkStore:
     # -- documents -----------------------------------------------------------------------------------------
 
     def documents(self, include_pending: bool = False) -> dict[str, DocumentRecord]:
-        result = self._call(
-            "read documents", self._document_collection.get, where={"kind": "document"}, include=["metadatas"]
-        )
         records = {}
-        for doc_id, metadata in zip(result["ids"], result["metadatas"] or [], strict=True):
+        for doc_id, metadata in self._pages("read documents", self._document_collection, where={"kind": "document"}):
             record = DocumentRecord(
                 doc_id=doc_id,
                 sources=tuple(json.loads(str(metadata["sources"]))),
@@ -305,10 +305,22 @@ class ChunkStore:
         return "".join(rebuilt), False
 
     def _batched(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-        """Chroma refuses writes larger than its maximum batch size (5,461 records embedded)."""
-        size = max(1, int(self._call("read the batch size", self._open().client.get_max_batch_size)))
-        for begin in range(0, len(items), size):
-            yield items[begin : begin + size]
+        """`items` in slices of at most `CALL_LIMIT` (well below Chroma's own maximum batch size)."""
+        for begin in range(0, len(items), CALL_LIMIT):
+            yield items[begin : begin + CALL_LIMIT]
+
+    def _pages(
+        self, what: str, collection: Any, include: Sequence[str] = ("metadatas",), **query: Any
+    ) -> Iterator[tuple[Any, ...]]:
+        """(id, *included fields) of every record a `get` finds, read `CALL_LIMIT` records at a time."""
+        offset = 0
+        while True:
+            page = self._call(what, collection.get, include=list(include), limit=CALL_LIMIT, offset=offset, **query)
+            columns = [page[field] or [] for field in include]
+            yield from zip(page["ids"], *columns, strict=True)
+            if len(page["ids"]) < CALL_LIMIT:
+                return
+            offset += CALL_LIMIT
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         """Remove documents whole: hide them (not ready), drop their chunks, then drop their records."""
@@ -324,9 +336,7 @@ class ChunkStore:
 
     def feed_states(self) -> dict[str, FeedState]:
         """Feed or sitemap URL -> its validators as last fetched whole (see `FeedState`)."""
-        result = self._call(
-            "read feed states", self._document_collection.get, where={"kind": "feed"}, include=["metadatas"]
-        )
+        found = self._pages("read feed states", self._document_collection, where={"kind": "feed"})
         states = [
             FeedState(
                 url=str(metadata["url"]),
@@ -334,20 +344,19 @@ class ChunkStore:
                 etag=_optional(metadata.get("etag")),
                 last_modified=_optional(metadata.get("last_modified")),
             )
-            for metadata in result["metadatas"] or []
+            for _, metadata in found
         ]
         return {state.url: state for state in states}
 
     def put_feed_states(self, states: Sequence[FeedState]) -> None:
-        if not states:
-            return
-        self._call(
-            "write feed states",
-            self._document_collection.upsert,
-            ids=[_FEED_PREFIX + state.url for state in states],
-            embeddings=[_PLACEHOLDER_VECTOR] * len(states),
-            metadatas=[_feed_metadata(state) for state in states],
-        )
+        for part in self._batched(states):
+            self._call(
+                "write feed states",
+                self._document_collection.upsert,
+                ids=[_FEED_PREFIX + state.url for state in part],
+                embeddings=[_PLACEHOLDER_VECTOR] * len(part),
+                metadatas=[_feed_metadata(state) for state in part],
+            )
 
     def generation(self) -> str:
         """Changes whenever documents are added, changed or removed (by any process)."""
@@ -387,21 +396,16 @@ class ChunkStore:
 
     def chunks_of(self, doc_ids: Iterable[str]) -> list[tuple[Chunk, ChunkSentences | None]]:
         """The documents' chunks, each with its sentence vectors when ingestion stored them."""
-        ids = list(doc_ids)
-        if not ids:
-            return []
-        result = self._call(
-            "read chunks",
-            self._chunk_collection.get,
-            where={"doc_id": {"$in": ids}},
-            include=["documents", "metadatas"],
-        )
-        return [
-            (_chunk_from(chunk_id, text, metadata), _sentences_from(metadata))
-            for chunk_id, text, metadata in zip(
-                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True
+        found = []
+        for part in self._batched(list(doc_ids)):
+            pages = self._pages(
+                "read chunks",
+                self._chunk_collection,
+                include=("documents", "metadatas"),
+                where={"doc_id": {"$in": list(part)}},
             )
-        ]
+            found += [(_chunk_from(chunk_id, text, meta), _sentences_from(meta)) for chunk_id, text, meta in pages]
+        return found
 
     def count_chunks(self) -> int:
         return int(self._call("count chunks", self._chunk_collection.count))
@@ -474,7 +478,7 @@ class ChunkStore:
         chunk is a real failure)."""
         read = functools.partial(self._call, "read embeddings", self._chunk_collection.get, include=["embeddings"])
         try:
-            results = [read(ids=list(chunk_ids))]
+            results = [read(ids=list(part)) for part in self._batched(chunk_ids)]
         except StoreError as failure:
             results = []
             for chunk_id in chunk_ids:
