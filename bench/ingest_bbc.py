@@ -142,9 +142,7 @@ def mark_extra_embedding(recorder: RecordingEmbedder, times: Breakdown) -> None:
         return wrapper
 
     pipeline_module.embed_sentences = extra(pipeline_module.embed_sentences)
-    IngestPipeline._add_words = extra(IngestPipeline._add_words)  # type: ignore[method-assign]
     times.wrap(pipeline_module, "embed_sentences", "sentence vectors")
-    times.wrap(IngestPipeline, "_add_words", "word vectors")
 
 
 def instrument(embedder: Embedder, store: ChunkStore, times: Breakdown) -> None:

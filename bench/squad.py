@@ -15,15 +15,15 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import SHARED_DATA, require_data
 from bot.config import Settings
+from bot.corpus import Corpus
 from bot.engine import Engine
 from bot.keyword import terms
-from bot.types import Chunk, DocumentRecord
+from bot.types import Chunk
 from ingest.pipeline import IngestPipeline
 
 DATA = SHARED_DATA / "squad"
@@ -94,8 +94,9 @@ def _overlaps(start: int, end: int, span: tuple[int, int]) -> bool:
 
 def evaluate_v1(engine: Engine, questions: list[SquadQuestion]) -> dict[str, float]:
     """Recall@k of the gold paragraph for fused, dense-only and BM25-only rankings; answer coverage and length."""
-    searcher = engine.searcher
-    snapshot = searcher.snapshot()
+    searcher, corpus = engine.searcher, engine.corpus
+    corpus.refresh(fresh=True)
+    keyword = corpus.keyword_view()
     found = {name: {k: 0 for k in RECALL_AT} for name in ("hybrid", "dense", "bm25")}
     covered = first = answered = 0
     quoted: list[int] = []
@@ -103,17 +104,16 @@ def evaluate_v1(engine: Engine, questions: list[SquadQuestion]) -> dict[str, flo
     deepest = max(RECALL_AT)
     for item in questions:
         vector = engine.embedder.embed_query(item.question)
+        dense = [chunk_id for chunk_id, _ in engine.store.search(vector, deepest)]
+        lexical = [chunk_id for chunk_id, _ in keyword.search(terms(item.question), deepest)]
+        known = corpus.chunks(dense + lexical)
         rankings = {
             "hybrid": [hit.chunk for hit in searcher.search(item.question, deepest, query_vector=vector)],
-            "dense": [chunk for chunk, _ in engine.store.search(vector, deepest)],
-            "bm25": [snapshot.chunks[i] for i, _ in snapshot.keyword.search(terms(item.question), deepest)],
+            "dense": [known[chunk_id] for chunk_id in dense if chunk_id in known],
+            "bm25": [known[chunk_id] for chunk_id in lexical if chunk_id in known],
         }
         for name, chunks in rankings.items():
-            ranks = [
-                rank
-                for rank, chunk in enumerate(chunks, start=1)
-                if chunk.title and _matches(chunk, item, snapshot.documents)
-            ]
+            ranks = [rank for rank, chunk in enumerate(chunks, start=1) if _matches(chunk, item, corpus)]
             for k in RECALL_AT:
                 found[name][k] += bool(ranks and ranks[0] <= k)
         answer = engine.ask(item.question)
@@ -134,11 +134,10 @@ def evaluate_v1(engine: Engine, questions: list[SquadQuestion]) -> dict[str, flo
     return result
 
 
-def _matches(chunk: Chunk, item: SquadQuestion, documents: Mapping[str, DocumentRecord]) -> bool:
-    record = documents[chunk.doc_id]
-    return any(Path(source).name == item.source for source in record.sources) and _overlaps(
-        chunk.start, chunk.end, item.span
-    )
+def _matches(chunk: Chunk, item: SquadQuestion, corpus: Corpus) -> bool:
+    document = corpus.documents([chunk.doc_id]).get(chunk.doc_id)
+    sources = document.record.sources if document is not None else ()
+    return any(Path(source).name == item.source for source in sources) and _overlaps(chunk.start, chunk.end, item.span)
 
 
 def evaluate_v2(engine: Engine, questions: list[SquadQuestion]) -> dict[str, float]:

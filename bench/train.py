@@ -114,11 +114,6 @@ def _stable_fraction(text: str) -> float:
 def collect(engine: Engine, items: Iterable[Item], source: str) -> list[Group]:
     """Groups for (question, history, gold strings, answerable) items, every reading of each."""
     answerer = engine.extractive
-    snapshot = engine.searcher.snapshot()
-    # Embed every sentence of an index built without sentence vectors first, in large batches: the same vectors
-    # the answerer would compute question by question, much faster.
-    for begin in range(0, len(snapshot.chunks), 256):
-        answerer.vectors.get(snapshot.chunks[begin : begin + 256], snapshot.sentences)
     groups = []
     for text, history, gold, answerable in items:
         for question in readings(text, history, engine.settings.top_k):

@@ -264,14 +264,14 @@ def open_engine(settings: Settings) -> Engine:
     """
     embedder = create_query_embedder(settings, announce=announce)
     store = ChunkStore(settings, embedder)
-    if not store.documents():
+    if not store.has_documents():
         raise EmptyIndexError(store.location)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citebot-model") as pool:
         model = pool.submit(embedder.embed_query, "warm up")
         from bot.engine import Engine  # heavy (LangChain, BM25): imported while the model loads
 
         engine = Engine(settings, embedder=embedder, store=store)
-        engine.searcher.snapshot(fresh=True)  # the keyword index, built while the model loads
+        engine.corpus.refresh(fresh=True)  # the local mirror, brought in step while the model loads
         model.result()  # the model's own error, if it failed to load
     engine.warm_up()
     return engine
@@ -340,7 +340,7 @@ def run_discord(args: argparse.Namespace, settings: Settings) -> int:
         # Check the index before connecting: an unreachable server stops here in one line, and an empty index is
         # worth knowing before anyone asks (the bot still starts: it notices documents ingested later).
         store, _ = open_index(settings)
-        if not store.documents():
+        if not store.has_documents():
             complain(f"{EmptyIndexError(store.location)}; the bot starts anyway")
     if getattr(args, "watch", False):
         settings = settings.model_copy(update={"watch": True})

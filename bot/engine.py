@@ -11,7 +11,9 @@ the settings (or takes them ready-made, as the tests do), and constructing it to
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +26,7 @@ from bot.answering.extractive import ExtractiveAnswerer
 from bot.answering.factory import create_answerer
 from bot.chronology import with_dates
 from bot.config import Settings
+from bot.corpus import Corpus
 from bot.embeddings import Embedder, create_query_embedder
 from bot.errors import EmptyIndexError, QuestionError
 from bot.keyword import terms
@@ -32,6 +35,8 @@ from bot.retrieval import HybridRetriever, HybridSearcher, Retrieval
 from bot.store import ChunkStore
 from bot.timeframe import without_time_terms
 from bot.types import MAX_QUESTION_CHARS, Answer, DocumentRecord, Question, Support, Turn
+
+log = logging.getLogger(__name__)
 
 # "tell me more", "go on", "what else?": quote what the conversation has not quoted yet.
 _MORE = re.compile(
@@ -117,9 +122,11 @@ class Engine:
         self.settings = settings
         self.embedder = embedder or create_query_embedder(settings)
         self.store = store or ChunkStore(settings, self.embedder)
-        self.searcher = HybridSearcher(self.store, self.embedder)
+        self.corpus = Corpus(self.store, settings.data_dir)
+        self.searcher = HybridSearcher(self.store, self.corpus, self.embedder)
         self.extractive = ExtractiveAnswerer(embedder=self.embedder)
         self.answerer = answerer or create_answerer(settings, self.extractive)
+        self._background: tuple[threading.Thread, threading.Event] | None = None
         self._chain: Runnable[Request, Answer] = (
             RunnableLambda(self._prepare).with_config(run_name="prepare")
             | RunnableLambda(self._retrieve).with_config(run_name="retrieve")
@@ -129,33 +136,60 @@ class Engine:
     def ask(self, question: str, history: Sequence[Turn] = (), k: int | None = None) -> Answer:
         """Answer one question; `history` holds the earlier turns of the conversation, oldest first. At most `k`
         sentences are quoted (default `top_k`), from at least `top_k` retrieved passages."""
-        if not self.searcher.snapshot().documents:
+        self.corpus.refresh()
+        if not self.corpus.count():
             raise EmptyIndexError()
         return self._chain.invoke(Request(question, tuple(history), k or self.settings.top_k))
 
     def retrieve(self, question: Question, k: int) -> Retrieval:
-        """The question with its search text embedded, and the `k` passages the hybrid retriever finds for it, all
-        from one snapshot of the corpus."""
+        """The question with its search text embedded, and the `k` passages the hybrid retriever finds for it, with
+        the keyword index as it was then."""
         question = replace(question, vector=self.embedder.embed_query(question.search_text))
-        snapshot = self.searcher.snapshot()
-        retriever = HybridRetriever(searcher=self.searcher, k=k, query_vector=question.vector, snapshot=snapshot)
+        keyword = self.corpus.keyword_view()
+        retriever = HybridRetriever(searcher=self.searcher, k=k, query_vector=question.vector, keyword=keyword)
         hits = tuple(document.metadata["hit"] for document in retriever.invoke(question.search_text))
         if any(hit.published for hit in hits):  # "in May" is answered by the documents' dates, not by the quotes
             question = without_time_terms(question, datetime.now(UTC))
-        return Retrieval(question, hits, snapshot)
+        return Retrieval(question, hits, keyword, self.corpus)
 
     def warm_up(self) -> None:
-        """Open the index, then load the models and the keyword index, so the first question is as fast as the
+        """Open the index and its local mirror, then load the models, so the first question is as fast as the
         others (and an unreachable index is reported before any model loads)."""
-        self.searcher.snapshot()
+        self.corpus.refresh()
         self.extractive.warm_up()
         vector = self.embedder.embed_query("warm up")
         # A search (not just an embedding) also opens Chroma's vector index, which the first query would pay for.
         self.searcher.search("warm up", 1, query_vector=vector)
 
+    def start_background(self) -> None:
+        """For a long-running process: embed the corpus's words this machine has no vector for yet, in a
+        background thread (questions embed the few they need meanwhile)."""
+        if self._background is not None:
+            return
+        stop = threading.Event()
+        thread = threading.Thread(target=self._warm_words, args=(stop,), name="citebot-word-vectors", daemon=True)
+        self._background = (thread, stop)
+        thread.start()
+
+    def _warm_words(self, stop: threading.Event) -> None:
+        try:
+            self.corpus.warm_words(self.embedder, stop)
+        except Exception:  # a cache: questions embed what they need without it
+            log.warning("stopped embedding the corpus's words in the background", exc_info=True)
+
+    def close(self) -> None:
+        """Stop the background work and release the mirror's files."""
+        if self._background is not None:
+            thread, stop = self._background
+            stop.set()
+            thread.join(timeout=5)
+            self._background = None
+        self.corpus.close()
+
     def documents(self) -> list[DocumentRecord]:
         """The indexed documents as the index holds them now (never a cached list), sorted by source."""
-        return sorted(self.searcher.snapshot(fresh=True).documents.values(), key=lambda record: record.source)
+        self.corpus.refresh(fresh=True)
+        return sorted(self.corpus.records(), key=lambda record: record.source)
 
     def document_text(self, doc_id: str) -> tuple[str, bool] | None:
         """The text citations quote from, and whether it is complete (see `ChunkStore.document_text`)."""

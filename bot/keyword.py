@@ -1,17 +1,23 @@
-"""Keyword search: BM25 over the chunks (the only module that imports bm25s), and the analyzer it shares with
-the extractive answerer (lower-case, stop words out, Snowball stems), so both agree on what a "term" is.
+"""Keyword search: BM25 over the chunks' terms, kept on disk by tantivy (the only module that imports it), and the
+analyzer it shares with the extractive answerer (lower-case, stop words out, Snowball stems), so both agree on what
+a "term" is.
+
+Why tantivy: the index lives on disk and is memory-mapped, so a process holds none of it in its own memory; it is
+updated in place (documents added and deleted, no rebuild); and a query reads only the posting lists of its terms,
+with block-max WAND pruning. Measured on 400k chunks (`bench/scale.py`'s corpus): about 1 ms per question, where
+SQLite FTS5 took 20-45 ms (it scores every chunk that holds any query term) and the in-memory bm25s index of
+before had to be rebuilt, whole, in every process, whenever the corpus changed.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import re
-from collections import Counter
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-
-import numpy as np
+from pathlib import Path
+from typing import Any
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
 
@@ -60,46 +66,130 @@ def terms(text: str) -> list[str]:
     return list(_stemmer().stemWords(content))  # type: ignore[attr-defined]
 
 
+# A tantivy writer's indexing memory (tantivy wants at least 15 MB per thread); one thread, since the question
+# path shares these two cores.
+_WRITER_HEAP = 32_000_000
+_TERMS, _CHUNK, _DOC = "terms", "chunk", "doc"
+
+
+def _schema() -> Any:
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field(_TERMS, stored=False, tokenizer_name="citebot_terms", index_option="freq")
+    builder.add_text_field(_CHUNK, stored=True, tokenizer_name="raw")
+    builder.add_text_field(_DOC, stored=False, tokenizer_name="raw")
+    return builder.build()
+
+
+def idf(size: int, frequency: int) -> float:
+    """BM25's inverse document frequency (as Lucene and tantivy compute it); a term no chunk uses gets the most."""
+    return math.log(1.0 + (size - frequency + 0.5) / (frequency + 0.5))
+
+
+class KeywordView:
+    """The keyword index at one moment: statistics and hits of one question always come from the same segments."""
+
+    def __init__(self, searcher: Any, schema: Any) -> None:
+        self._searcher = searcher
+        self._schema = schema
+        self.size = int(searcher.num_docs) if searcher is not None else 0
+
+    def frequency(self, term: str) -> int:
+        """How many chunks use `term` (chunks deleted since the last merge may still count)."""
+        return int(self._searcher.doc_freq(_TERMS, term)) if self._searcher is not None else 0
+
+    def idf(self, term: str) -> float:
+        return idf(self.size, self.frequency(term))
+
+    def knows(self, term: str) -> bool:
+        return self.frequency(term) > 0
+
+    def search(self, query_terms: Sequence[str], k: int) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) of the k best chunks for the query terms, best first."""
+        if self._searcher is None or not query_terms or k <= 0 or not self.size:
+            return []
+        import tantivy
+
+        query = tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, _TERMS, term)) for term in query_terms]
+        )
+        found = self._searcher.search(query, k, count=False)
+        return [
+            (str(self._searcher.doc(address)[_CHUNK][0]), float(score)) for score, address in found.hits if score > 0
+        ]
+
+
 class KeywordIndex:
-    """BM25 over a fixed list of texts; rebuilt (fast) when the corpus changes."""
+    """BM25 over chunks: in a folder (shared by the processes of one machine) or in memory (`from_texts`).
 
-    def __init__(self, tokenized: Sequence[Sequence[str]]) -> None:
-        """`tokenized` holds each text's `terms`; see `from_texts`."""
-        import bm25s
+    Writes go through `update` (one writer at a time: the caller holds the machine-wide lock, see
+    `bot.corpus`); readers take a `view` per question and see a write once `reload` has run.
+    """
 
-        # bm25s sets its own logger to DEBUG on import; follow the application's level instead.
-        logging.getLogger("bm25s").setLevel(logging.NOTSET)
-        self.size = len(tokenized)
-        self._bm25 = bm25s.BM25()
-        self._vocabulary: dict[str, int] = {}
-        document_frequency: Counter[str] = Counter()
-        for tokens in tokenized:
-            document_frequency.update(set(tokens))
-        self._document_frequency = document_frequency
-        if self.size:
-            # bm25s refuses an empty document; a placeholder token keeps positions aligned.
-            self._bm25.index([list(tokens) or ["\x00"] for tokens in tokenized], show_progress=False)
-            self._vocabulary = self._bm25.vocab_dict
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._index: Any = None
+
+    def _open(self) -> Any:
+        with self._lock:
+            if self._index is None:
+                import tantivy
+
+                schema = _schema()
+                if self.folder is None:
+                    index = tantivy.Index(schema)
+                else:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    index = tantivy.Index(schema, path=str(self.folder), reuse=True)
+                index.register_tokenizer(
+                    "citebot_terms", tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
+                )
+                self._index = index
+            return self._index
 
     @classmethod
     def from_texts(cls, texts: Sequence[str]) -> KeywordIndex:
-        return cls([terms(text) for text in texts])
+        """An in-memory index of `texts` (chunk ids "0", "1", ...): for tests and small tools."""
+        index = cls()
+        index.update((), ((str(n), "", terms(text)) for n, text in enumerate(texts)))
+        return index
 
-    def idf(self, term: str) -> float:
-        """Inverse document frequency; a term the corpus never uses gets the highest weight."""
-        frequency = self._document_frequency.get(term, 0)
-        return math.log(1.0 + (self.size - frequency + 0.5) / (frequency + 0.5))
+    def view(self) -> KeywordView:
+        index = self._open()
+        return KeywordView(index.searcher(), index.schema)
 
-    def knows(self, term: str) -> bool:
-        return term in self._document_frequency
+    def reload(self) -> None:
+        """See what another process (or writer) committed."""
+        self._open().reload()
 
-    def search(self, query_terms: Sequence[str], k: int) -> list[tuple[int, float]]:
-        """(position, score) of the k best texts for the query terms, best first; zero scores are left out."""
-        known = [term for term in query_terms if term in self._vocabulary]
-        if not known or not self.size or k <= 0:
-            return []
-        scores = np.asarray(self._bm25.get_scores(known))
-        k = min(k, self.size)
-        top = np.argpartition(-scores, k - 1)[:k]
-        ranked = sorted(((int(i), float(scores[i])) for i in top), key=lambda pair: -pair[1])
-        return [(position, score) for position, score in ranked if score > 0]
+    def update(self, removed_documents: Iterable[str], added: Iterable[tuple[str, str, Sequence[str]]]) -> None:
+        """Delete every chunk of `removed_documents`, add `added` (chunk id, document id, terms), in one commit."""
+        import tantivy
+
+        index = self._open()
+        writer = index.writer(_WRITER_HEAP, 1)
+        try:
+            for doc_id in removed_documents:
+                writer.delete_documents_by_term(_DOC, doc_id)
+            for chunk_id, doc_id, chunk_terms in added:
+                writer.add_document(tantivy.Document(**{_TERMS: " ".join(chunk_terms), _CHUNK: chunk_id, _DOC: doc_id}))
+            writer.commit()
+        except BaseException:
+            writer.rollback()
+            raise
+        finally:
+            writer.wait_merging_threads()
+        index.reload()
+
+    def clear(self) -> None:
+        """Remove every chunk (before a rebuild)."""
+        index = self._open()
+        writer = index.writer(_WRITER_HEAP, 1)
+        try:
+            writer.delete_all_documents()
+            writer.commit()
+        finally:
+            writer.wait_merging_threads()
+        index.reload()

@@ -1,34 +1,42 @@
 """The vector store: the only module that imports chromadb.
 
 Three collections live in one Chroma database, embedded under `CITEBOT_DATA_DIR` or on a Chroma server:
-- `<collection>`: one record per chunk, with its embedding and its offsets into the document text;
-- `<collection>__documents`: one record per document (keyed by content hash) with its sources and its whole text,
-  a state record whose generation changes on every write, so running engines notice new documents, and one record
-  per fetched feed or sitemap with its validators for conditional requests;
-- `<collection>__words`: one record per word of the corpus vocabulary (keyed by the word), with the vector of
-  that word embedded on its own.
+- `<collection>`: one record per chunk: its embedding, the offsets of its quotable sentences and their vectors
+  (each sentence embedded on its own at ingestion; 8-bit, see `_pack`), and its place in the document;
+- `<collection>__documents`: one small record per document (keyed by content hash) with its title, sources, dates
+  and a time stamp `updated` that every write sets; a state record whose generation changes on every write, so
+  running engines notice new documents; a tombstone per removed document (so a process that mirrors the corpus,
+  `bot.corpus`, learns of removals by asking for what changed since it last looked); and one record per fetched
+  feed or sitemap with its validators for conditional requests;
+- `<collection>__contents`: one record per document with its text (compressed), its chunks' offsets and headings,
+  and the vector of each heading: what a mirror needs to index a document, read only when one does.
 
-Why the whole text is kept (as the document record's Chroma `document`): the console shows a cited passage in its
-document, and the chunks do not add up to the text (headings and the space between sentences fall outside them).
-Keeping it in Chroma, not in a local file, lets a console on another machine read it from a shared Chroma server.
-Documents indexed before the text was kept are rebuilt from their chunks, with blanks where the gaps were, so
-every citation's offsets still land on its quote.
+What the index does not hold, and why: no text is given to Chroma as a record's `document`, since Chroma indexes
+every document for full-text search (a trigram index three times the text) that citebot never queries; a chunk's
+text is `document_text[start:end]`. No word vectors: a word's vector depends only on the model, so each machine
+embeds the words it meets once and keeps them (`bot.corpus`). Metadata strings are indexed by Chroma too, so the
+vectors kept in them are 8-bit with a scale per vector (a quarter of float32; cosine to the original > 0.9999).
 
 A document record is written as *pending* before its chunks and flipped to *ready* after them; readers only use
 chunks of ready documents. That is what keeps an interrupted ingestion from ever exposing half a document, and
 what lets the next run find and remove the leftovers.
+
+No call carries more than `CALL_LIMIT` ids, filter values or records: reads are paged and writes batched, so no
+query grows with the corpus (SQLite refuses a statement of more than 32,766 variables).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import json
 import logging
 import os
+import struct
 import threading
+import time
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,7 +47,7 @@ import numpy as np
 from bot.config import Settings
 from bot.embeddings import Embedder
 from bot.errors import StoreError
-from bot.types import Chunk, ChunkSentences, DocumentRecord, FeedState, WebSource
+from bot.types import Chunk, ChunkSentences, ChunkSpan, DocumentContent, DocumentRecord, FeedState, WebSource
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +55,15 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 _STATE_ID = "__state__"
+_TOMBSTONES_ID = "__tombstones__"
+_FEED_PREFIX = "__feed__:"
+_GONE_PREFIX = "__gone__:"
 # The most ids, filter values or records one Chroma call carries: SQLite refuses a statement with more than 32,766
 # variables, and a call that grows with the corpus would also grow its memory and (with a server) its response.
 CALL_LIMIT = 500
-_FEED_PREFIX = "__feed__:"
-# The documents collection needs vectors of some size; nobody searches it by similarity.
+# Tombstones older than this are pruned by ingestion; a mirror last updated before then rebuilds.
+TOMBSTONE_DAYS = 30
+# Collections with no use for similarity search still need vectors of some size.
 _PLACEHOLDER_VECTOR = [1.0]
 
 
@@ -96,7 +108,27 @@ class _Handles:
     client: Any
     chunks: Any
     documents: Any
-    words: Any
+    contents: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    """A document record or a removal since some time (`ChunkStore.changes_since`): the newest `updated` wins."""
+
+    doc_id: str
+    updated: float
+    record: DocumentRecord | None  # None: removed
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """What question time reads of a retrieved chunk: its vector and its sentences' offsets and vectors (the
+    heading's vector comes with the document's content)."""
+
+    vector: np.ndarray
+    spans: tuple[tuple[int, int, bool], ...] | None
+    sentence_vectors: np.ndarray | None
+    heading_vector: np.ndarray | None = None  # only in records written before headings moved to the contents
 
 
 def _fresh_embedded_client(path: Path) -> Any:
@@ -139,6 +171,10 @@ class ChunkStore:
             return f"Chroma server {self._settings.chroma_host}:{self._settings.chroma_port}"
         return f"embedded Chroma in {self._settings.chroma_dir}"
 
+    @property
+    def embedded(self) -> bool:
+        return not self._settings.chroma_host
+
     def _open(self) -> _Handles:
         """The open client and collections; opened on first use, then shared by every thread."""
         handles = self._handles
@@ -150,7 +186,7 @@ class ChunkStore:
             return self._handles
 
     def _connect(self) -> _Handles:
-        """A new client and its three collections. Does not touch `self`: the caller decides when to switch."""
+        """A new client and its collections. Does not touch `self`: the caller decides when to switch."""
         try:
             import chromadb
             from chromadb.config import Settings as ChromaSettings
@@ -176,7 +212,7 @@ class ChunkStore:
                 name, embedding_function=function, metadata={"hnsw:space": "cosine"}
             )
             documents = client.get_or_create_collection(f"{name}__documents", embedding_function=function)
-            words = client.get_or_create_collection(f"{name}__words", embedding_function=function)
+            contents = client.get_or_create_collection(f"{name}__contents", embedding_function=function)
         except StoreError:
             raise
         except Exception as exc:
@@ -184,7 +220,7 @@ class ChunkStore:
                 f"cannot open the index ({self.location}): {_one_line(exc)}; check CITEBOT_CHROMA_HOST/"
                 "CITEBOT_CHROMA_PORT and CITEBOT_CHROMA_TOKEN"
             ) from exc
-        return _Handles(client, chunks, documents, words)
+        return _Handles(client, chunks, documents, contents)
 
     def refresh(self) -> None:
         """Reopen an embedded index so vectors written by another process become searchable.
@@ -209,17 +245,10 @@ class ChunkStore:
         if handles is not None:
             handles.client.close()
 
-    @property
-    def _chunk_collection(self) -> Any:
-        return self._open().chunks
-
-    @property
-    def _document_collection(self) -> Any:
-        return self._open().documents
-
-    @property
-    def _word_collection(self) -> Any:
-        return self._open().words
+    def identity(self) -> str:
+        """Names this index: where it lives, and the chunk collection's id (new when the collection is recreated).
+        A mirror of the corpus built for another identity is rebuilt."""
+        return f"{self.location} / {self._settings.collection} / {self._open().chunks.id}"
 
     def _call(self, what: str, action: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -239,76 +268,6 @@ class ChunkStore:
             "or point CITEBOT_CHROMA_HOST/CITEBOT_CHROMA_PORT at a running one"
         )
 
-    # -- documents -----------------------------------------------------------------------------------------
-
-    def documents(self, include_pending: bool = False) -> dict[str, DocumentRecord]:
-        records = {}
-        for doc_id, metadata in self._pages("read documents", self._document_collection, where={"kind": "document"}):
-            record = DocumentRecord(
-                doc_id=doc_id,
-                sources=tuple(json.loads(str(metadata["sources"]))),
-                title=str(metadata["title"]),
-                chunks=int(metadata["chunks"]),
-                ingested_at=str(metadata["ingested_at"]),
-                ready=bool(metadata["ready"]),
-                url=_optional(metadata.get("url")),
-                published=_optional(metadata.get("published")),
-                origin=str(metadata.get("origin", "file")),
-                author=_optional(metadata.get("author")),
-                web={
-                    source: WebSource(**state) for source, state in json.loads(str(metadata.get("web", "{}"))).items()
-                },
-            )
-            if record.ready or include_pending:
-                records[doc_id] = record
-        return records
-
-    def put_documents(self, records: Sequence[DocumentRecord], texts: Mapping[str, str] | None = None) -> None:
-        """Insert or update document records, then bump the generation so readers reload.
-
-        `texts` (doc_id -> the document's text) is given when a document is first written; an update without it
-        keeps the stored text (Chroma's upsert leaves fields it is not given alone).
-        """
-        if not records:
-            return
-        for part in self._batched(records):
-            extra = {"documents": [texts[record.doc_id] for record in part]} if texts else {}
-            self._call(
-                "write document records",
-                self._document_collection.upsert,
-                ids=[record.doc_id for record in part],
-                embeddings=[_PLACEHOLDER_VECTOR] * len(part),
-                metadatas=[_document_metadata(record) for record in part],
-                **extra,
-            )
-        self._bump_generation()
-
-    def document_text(self, doc_id: str) -> tuple[str, bool] | None:
-        """The text of a ready document and whether it is complete (False: rebuilt from its chunks, see the module
-        docstring); None for an unknown document."""
-        result = self._call(
-            "read a document", self._document_collection.get, ids=[doc_id], include=["documents", "metadatas"]
-        )
-        metadatas = result["metadatas"] or []
-        if not metadatas or metadatas[0].get("kind") != "document" or not metadatas[0].get("ready"):
-            return None
-        text = (result["documents"] or [None])[0]
-        if text:
-            return str(text), True
-        rebuilt: list[str] = []
-        length = 0
-        for chunk in sorted((chunk for chunk, _ in self.chunks_of([doc_id])), key=lambda chunk: chunk.start):
-            if chunk.end > length:
-                piece = " " * (chunk.start - length) + chunk.text[max(length - chunk.start, 0) :]
-                rebuilt.append(piece)
-                length = chunk.end
-        return "".join(rebuilt), False
-
-    def _batched(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-        """`items` in slices of at most `CALL_LIMIT` (well below Chroma's own maximum batch size)."""
-        for begin in range(0, len(items), CALL_LIMIT):
-            yield items[begin : begin + CALL_LIMIT]
-
     def _pages(
         self, what: str, collection: Any, include: Sequence[str] = ("metadatas",), **query: Any
     ) -> Iterator[tuple[Any, ...]]:
@@ -316,27 +275,215 @@ class ChunkStore:
         offset = 0
         while True:
             page = self._call(what, collection.get, include=list(include), limit=CALL_LIMIT, offset=offset, **query)
-            columns = [page[field] or [] for field in include]
+            columns = [page[field] if page[field] is not None else [] for field in include]
             yield from zip(page["ids"], *columns, strict=True)
             if len(page["ids"]) < CALL_LIMIT:
                 return
             offset += CALL_LIMIT
 
+    def _by_ids(
+        self, what: str, collection: Any, ids: Sequence[str], include: Sequence[str]
+    ) -> Iterator[tuple[Any, ...]]:
+        """(id, *included fields) of the records among `ids` that exist, `CALL_LIMIT` ids per call."""
+        for part in _batched(list(dict.fromkeys(ids))):
+            page = self._call(what, collection.get, ids=list(part), include=list(include))
+            columns = [page[field] if page[field] is not None else [] for field in include]
+            yield from zip(page["ids"], *columns, strict=True)
+
+    # -- documents -----------------------------------------------------------------------------------------
+
+    def documents(self, include_pending: bool = False) -> dict[str, DocumentRecord]:
+        """Every document record (pages of `CALL_LIMIT`); the ready ones unless `include_pending`."""
+        where: dict[str, Any] = {"kind": "document"}
+        if not include_pending:
+            where = {"$and": [where, {"ready": True}]}
+        found = self._pages("read documents", self._open().documents, where=where)
+        return {doc_id: _record_from(doc_id, metadata) for doc_id, metadata in found}
+
+    def iter_documents(self) -> Iterator[tuple[DocumentRecord, float]]:
+        """Every ready document record with the time it was last written (0 for records of before version 0.2),
+        read a page at a time, so memory does not grow with the corpus."""
+        where = {"$and": [{"kind": "document"}, {"ready": True}]}
+        for doc_id, metadata in self._pages("read documents", self._open().documents, where=where):
+            yield _record_from(doc_id, metadata), float(metadata.get("updated", 0.0))
+
+    def has_documents(self) -> bool:
+        """Whether any document is ready (one record read, whatever the size of the corpus)."""
+        page = self._call(
+            "read documents",
+            self._open().documents.get,
+            where={"$and": [{"kind": "document"}, {"ready": True}]},
+            include=[],
+            limit=1,
+        )
+        return bool(page["ids"])
+
+    def changes_since(self, moment: float) -> list[Change]:
+        """Document records and removals written at or after `moment` (a `time.time()`), by any process."""
+        where = {"$and": [{"kind": {"$in": ["document", "gone"]}}, {"updated": {"$gte": moment}}]}
+        changes = []
+        for record_id, metadata in self._pages("read changes", self._open().documents, where=where):
+            if metadata.get("kind") == "gone":
+                changes.append(Change(str(metadata["doc_id"]), float(metadata["updated"]), None))
+            else:
+                changes.append(Change(record_id, float(metadata["updated"]), _record_from(record_id, metadata)))
+        return changes
+
+    def put_documents(
+        self, records: Sequence[DocumentRecord], contents: Mapping[str, DocumentContent] | None = None
+    ) -> None:
+        """Insert or update document records (with the time of this write), then bump the generation so readers
+        reload. `contents` (doc_id -> its content) is given when a document is first written."""
+        if not records:
+            return
+        if contents:
+            self._put_contents(contents)
+        now = time.time()
+        for part in _batched(records):
+            self._call(
+                "write document records",
+                self._open().documents.upsert,
+                ids=[record.doc_id for record in part],
+                embeddings=[_PLACEHOLDER_VECTOR] * len(part),
+                metadatas=[_document_metadata(record, now) for record in part],
+            )
+        self._bump_generation()
+
+    def _put_contents(self, contents: Mapping[str, DocumentContent]) -> None:
+        items = list(contents.items())
+        for part in _batched(items):
+            self._call(
+                "write document texts",
+                self._open().contents.upsert,
+                ids=[doc_id for doc_id, _ in part],
+                embeddings=[_PLACEHOLDER_VECTOR] * len(part),
+                metadatas=[encode_content(content) for _, content in part],
+            )
+
+    def contents(self, doc_ids: Iterable[str]) -> dict[str, DocumentContent]:
+        """The contents of the given documents; one written before contents were kept is rebuilt from its chunks
+        (its text then has blanks where headings and the space between chunks were, so offsets still hold)."""
+        ids = list(dict.fromkeys(doc_ids))
+        found = {
+            doc_id: decode_content(metadata)
+            for doc_id, metadata in self._by_ids("read document texts", self._open().contents, ids, ("metadatas",))
+        }
+        missing = [doc_id for doc_id in ids if doc_id not in found]
+        if missing:
+            found.update(self._rebuilt_contents(missing))
+        return found
+
+    def _rebuilt_contents(self, doc_ids: Sequence[str]) -> dict[str, DocumentContent]:
+        """Contents of documents written before version 0.2: the whole text from the document record (kept there
+        then), else pieced together from the chunks; chunk offsets and heading vectors from the chunks."""
+        whole = {
+            doc_id: str(text)
+            for doc_id, text in self._by_ids("read documents", self._open().documents, doc_ids, ("documents",))
+            if text
+        }
+        pieces: dict[str, list[tuple[int, str, Any, np.ndarray | None]]] = {}
+        for part in _batched(list(doc_ids)):
+            rows = self._pages(
+                "read chunks",
+                self._open().chunks,
+                include=("documents", "metadatas"),
+                where={"doc_id": {"$in": list(part)}},
+            )
+            for _, chunk_text, metadata in rows:
+                stored = _stored_sentences(metadata)
+                heading_vector = stored[2] if stored is not None else None
+                pieces.setdefault(str(metadata["doc_id"]), []).append(
+                    (int(metadata["start"]), chunk_text or "", metadata, heading_vector)
+                )
+        rebuilt = {}
+        for doc_id, chunks in pieces.items():
+            chunks.sort(key=lambda piece: int(piece[2].get("position", 0)))
+            text: list[str] = []
+            length = 0
+            headings: dict[str, np.ndarray] = {}
+            for start, chunk_text, metadata, heading_vector in sorted(chunks, key=lambda piece: piece[0]):
+                end = start + len(chunk_text)
+                if end > length:
+                    text.append(" " * (start - length) + chunk_text[max(length - start, 0) :])
+                    length = end
+                title = str(metadata.get("title", ""))
+                heading = str(metadata.get("heading", ""))
+                if heading_vector is not None and len(heading_vector):
+                    headings[heading.rsplit(" > ", 1)[-1] or title] = heading_vector
+            spans = tuple(
+                ChunkSpan(int(m["start"]), int(m["end"]), str(m.get("heading", "")), _optional_int(m.get("page")))
+                for _, _, m, _ in chunks
+            )
+            if doc_id in whole:
+                rebuilt[doc_id] = DocumentContent(whole[doc_id], spans, headings)
+            else:
+                rebuilt[doc_id] = DocumentContent("".join(text), spans, headings, complete=False)
+        return rebuilt
+
+    def document_text(self, doc_id: str) -> tuple[str, bool] | None:
+        """The text of a ready document and whether it is complete (False: rebuilt from its chunks, see
+        `contents`); None for an unknown or unfinished document."""
+        result = self._call("read a document", self._open().documents.get, ids=[doc_id], include=["metadatas"])
+        metadatas = result["metadatas"] or []
+        if not metadatas or metadatas[0].get("kind") != "document" or not metadatas[0].get("ready"):
+            return None
+        content = self.contents([doc_id]).get(doc_id)
+        return (content.text, content.complete) if content is not None else None
+
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
-        """Remove documents whole: hide them (not ready), drop their chunks, then drop their records."""
+        """Remove documents whole: hide them (not ready), drop their chunks and contents, then their records, and
+        leave a tombstone for each so that mirrors learn of the removal."""
         if not doc_ids:
             return
-        existing = self.documents(include_pending=True)
-        hidden = [replace(r, ready=False) for doc_id in doc_ids if (r := existing.get(doc_id)) is not None]
+        hidden = []
+        for doc_id, metadata in self._by_ids("read documents", self._open().documents, doc_ids, ("metadatas",)):
+            if metadata.get("kind") == "document":
+                hidden.append(replace(_record_from(doc_id, metadata), ready=False))
         self.put_documents(hidden)
-        for part in self._batched(list(doc_ids)):
-            self._call("delete chunks", self._chunk_collection.delete, where={"doc_id": {"$in": list(part)}})
-            self._call("delete document records", self._document_collection.delete, ids=list(part))
+        now = time.time()
+        for part in _batched(list(doc_ids)):
+            self._call("delete chunks", self._open().chunks.delete, where={"doc_id": {"$in": list(part)}})
+            self._call("delete document texts", self._open().contents.delete, ids=list(part))
+            self._call("delete document records", self._open().documents.delete, ids=list(part))
+            self._call(
+                "write removals",
+                self._open().documents.upsert,
+                ids=[_GONE_PREFIX + doc_id for doc_id in part],
+                embeddings=[_PLACEHOLDER_VECTOR] * len(part),
+                metadatas=[{"kind": "gone", "doc_id": doc_id, "updated": now} for doc_id in part],
+            )
         self._bump_generation()
+
+    def prune_tombstones(self, days: float = TOMBSTONE_DAYS) -> None:
+        """Forget removals older than `days`; a mirror older than that rebuilds (`pruned_before`)."""
+        horizon = time.time() - days * 86_400
+        where = {"$and": [{"kind": "gone"}, {"updated": {"$lt": horizon}}]}
+        old = [
+            record_id for (record_id,) in self._pages("read removals", self._open().documents, include=(), where=where)
+        ]
+        if not old:
+            return
+        self._call(
+            "write the index state",
+            self._open().documents.upsert,
+            ids=[_TOMBSTONES_ID],
+            embeddings=[_PLACEHOLDER_VECTOR],
+            metadatas=[{"kind": "tombstones", "pruned_before": horizon}],
+        )
+        for part in _batched(old):
+            self._call("delete removals", self._open().documents.delete, ids=list(part))
+
+    def pruned_before(self) -> float:
+        """Removals before this moment may have been forgotten (see `prune_tombstones`); 0 when none were."""
+        result = self._call(
+            "read the index state", self._open().documents.get, ids=[_TOMBSTONES_ID], include=["metadatas"]
+        )
+        metadatas = result["metadatas"] or []
+        return float(metadatas[0]["pruned_before"]) if metadatas else 0.0
 
     def feed_states(self) -> dict[str, FeedState]:
         """Feed or sitemap URL -> its validators as last fetched whole (see `FeedState`)."""
-        found = self._pages("read feed states", self._document_collection, where={"kind": "feed"})
+        found = self._pages("read feed states", self._open().documents, where={"kind": "feed"})
         states = [
             FeedState(
                 url=str(metadata["url"]),
@@ -349,10 +496,10 @@ class ChunkStore:
         return {state.url: state for state in states}
 
     def put_feed_states(self, states: Sequence[FeedState]) -> None:
-        for part in self._batched(states):
+        for part in _batched(states):
             self._call(
                 "write feed states",
-                self._document_collection.upsert,
+                self._open().documents.upsert,
                 ids=[_FEED_PREFIX + state.url for state in part],
                 embeddings=[_PLACEHOLDER_VECTOR] * len(part),
                 metadatas=[_feed_metadata(state) for state in part],
@@ -360,20 +507,25 @@ class ChunkStore:
 
     def generation(self) -> str:
         """Changes whenever documents are added, changed or removed (by any process)."""
-        result = self._call(
-            "read the index state", self._document_collection.get, ids=[_STATE_ID], include=["metadatas"]
-        )
+        result = self._call("read the index state", self._open().documents.get, ids=[_STATE_ID], include=["metadatas"])
         metadatas = result["metadatas"] or []
         return str(metadatas[0]["generation"]) if metadatas else ""
 
     def _bump_generation(self) -> None:
         self._call(
             "write the index state",
-            self._document_collection.upsert,
+            self._open().documents.upsert,
             ids=[_STATE_ID],
             embeddings=[_PLACEHOLDER_VECTOR],
             metadatas=[{"kind": "state", "generation": uuid.uuid4().hex}],
         )
+
+    def drop_word_vectors(self) -> None:
+        """Remove the word-vector collection that indexes written before version 0.2 kept (see the module
+        docstring): each machine now keeps its own."""
+        client = self._open().client
+        with contextlib.suppress(Exception):  # absent: nothing to do
+            client.delete_collection(f"{self._settings.collection}__words")
 
     # -- chunks --------------------------------------------------------------------------------------------
 
@@ -382,120 +534,124 @@ class ChunkStore:
     ) -> None:
         """Write chunks with their vectors and, when given, their sentence vectors (kept in the chunk's record)."""
         begin = 0
-        for part in self._batched(chunks):
+        for part in _batched(chunks):
             kept = sentences[begin : begin + len(part)] if sentences is not None else [None] * len(part)
             self._call(
                 "write chunks",
-                self._chunk_collection.upsert,
+                self._open().chunks.upsert,
                 ids=[chunk.id for chunk in part],
                 embeddings=vectors[begin : begin + len(part)],
-                documents=[chunk.text for chunk in part],
                 metadatas=[_chunk_metadata(chunk, found) for chunk, found in zip(part, kept, strict=True)],
             )
             begin += len(part)
 
     def chunks_of(self, doc_ids: Iterable[str]) -> list[tuple[Chunk, ChunkSentences | None]]:
-        """The documents' chunks, each with its sentence vectors when ingestion stored them."""
+        """The documents' chunks, each with its sentence vectors when ingestion stored them (for tools and tests;
+        questions read only the chunks they retrieve, `stored_chunks`)."""
+        ids = list(dict.fromkeys(doc_ids))
+        records = {
+            doc_id: _record_from(doc_id, metadata)
+            for doc_id, metadata in self._by_ids("read documents", self._open().documents, ids, ("metadatas",))
+            if metadata.get("kind") == "document"
+        }
+        contents = self.contents(list(records))
+        chunk_ids = [
+            f"{doc_id}:{position}" for doc_id, content in contents.items() for position in range(len(content.chunks))
+        ]
+        stored = self.stored_chunks(chunk_ids)
         found = []
-        for part in self._batched(list(doc_ids)):
-            pages = self._pages(
-                "read chunks",
-                self._chunk_collection,
-                include=("documents", "metadatas"),
-                where={"doc_id": {"$in": list(part)}},
-            )
-            found += [(_chunk_from(chunk_id, text, meta), _sentences_from(meta)) for chunk_id, text, meta in pages]
+        for doc_id, content in contents.items():
+            for position, span in enumerate(content.chunks):
+                chunk = Chunk(
+                    id=f"{doc_id}:{position}",
+                    doc_id=doc_id,
+                    text=content.text[span.start : span.end],
+                    title=records[doc_id].title,
+                    start=span.start,
+                    end=span.end,
+                    heading=span.heading,
+                    position=position,
+                    page=span.page,
+                )
+                record = stored.get(chunk.id)
+                if record is None:
+                    continue
+                found.append((chunk, sentences_of(chunk, record, content.headings)))
         return found
 
     def count_chunks(self) -> int:
-        return int(self._call("count chunks", self._chunk_collection.count))
+        return int(self._call("count chunks", self._open().chunks.count))
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
-        """The k nearest chunks and their cosine similarity (1 - cosine distance)."""
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The ids of the k nearest chunks and their cosine similarity (1 - cosine distance), nearest first.
+
+        An embedded index loaded before another process deleted chunks may still return their ids: callers keep
+        only chunks of documents they know to be ready."""
         if k <= 0:
             return []
         result = self._call(
-            "search",
-            self._chunk_collection.query,
-            query_embeddings=[vector],
-            n_results=k,
-            include=["documents", "metadatas", "distances"],
+            "search", self._open().chunks.query, query_embeddings=[vector], n_results=k, include=["distances"]
         )
-        found = zip(
-            result["ids"][0],
-            result["documents"][0],
-            result["metadatas"][0],
-            result["distances"][0],
-            strict=True,
-        )
-        # An embedded index loaded before another process deleted chunks still returns their ids, with no
-        # metadata: they are gone, so they are left out.
         return [
-            (_chunk_from(chunk_id, text, meta), 1.0 - float(dist))
-            for chunk_id, text, meta, dist in found
-            if meta is not None
+            (str(chunk_id), 1.0 - float(distance))
+            for chunk_id, distance in zip(result["ids"][0], result["distances"][0], strict=True)
         ]
 
-    # -- words -------------------------------------------------------------------------------------------------
+    def stored_chunks(self, chunk_ids: Sequence[str]) -> dict[str, StoredChunk]:
+        """The vectors and sentences of the given chunks; those deleted meanwhile are left out.
 
-    def word_vectors(self, words: Iterable[str]) -> dict[str, np.ndarray]:
-        """The stored vectors of those of `words` that ingestion embedded (each word on its own), half precision."""
-        found: dict[str, np.ndarray] = {}
-        for result in self._read_words(words, include=["embeddings"]):
-            vectors = np.asarray(result["embeddings"], dtype=np.float16)
-            found.update(zip(result["ids"], vectors, strict=True))
-        return found
-
-    def known_words(self, words: Iterable[str]) -> set[str]:
-        """Those of `words` whose vectors are stored."""
-        known: set[str] = set()
-        for result in self._read_words(words, include=[]):
-            known.update(result["ids"])
-        return known
-
-    def _read_words(self, words: Iterable[str], include: list[str]) -> Iterator[Any]:
-        """The word records of the distinct `words`, read in batches (one Chroma result per batch)."""
-        for part in self._batched(sorted(set(words))):
-            yield self._call("read word vectors", self._word_collection.get, ids=list(part), include=include)
-
-    def add_word_vectors(self, words: Sequence[str], vectors: np.ndarray) -> None:
-        """Keep single-word vectors (the corpus vocabulary): a word's vector never changes, so none is deleted."""
-        begin = 0
-        for part in self._batched(words):
-            self._call(
-                "write word vectors",
-                self._word_collection.upsert,
-                ids=list(part),
-                embeddings=vectors[begin : begin + len(part)],
-            )
-            begin += len(part)
-
-    def similarities(self, vector: np.ndarray, chunk_ids: Sequence[str]) -> dict[str, float]:
-        """Cosine similarity of `vector` to the given chunks (for passages found by keyword search only).
-
-        Another process may delete some of them meanwhile; embedded Chroma then fails the whole read ("Error
-        finding id"), so the chunks are read one by one and the deleted ones left out (a read that fails for every
-        chunk is a real failure)."""
-        read = functools.partial(self._call, "read embeddings", self._chunk_collection.get, include=["embeddings"])
+        Another process may delete some of them while they are read; embedded Chroma then fails the whole read
+        ("Error finding id"), so the chunks are read one by one and the deleted ones left out (a read that fails
+        for every chunk is a real failure)."""
+        if not chunk_ids:
+            return {}
+        include = ("embeddings", "metadatas")
         try:
-            results = [read(ids=list(part)) for part in self._batched(chunk_ids)]
+            rows = list(self._by_ids("read chunks", self._open().chunks, chunk_ids, include))
         except StoreError as failure:
-            results = []
+            rows = []
             for chunk_id in chunk_ids:
                 with contextlib.suppress(StoreError):
-                    results.append(read(ids=[chunk_id]))
-            if not results:
+                    rows += list(self._by_ids("read chunks", self._open().chunks, [chunk_id], include))
+            if not rows:
                 raise failure from failure.__cause__
-        query = np.asarray(vector, dtype=np.float32)
-        return {
-            chunk_id: float(np.asarray(embedding, dtype=np.float32) @ query)
-            for result in results
-            for chunk_id, embedding in zip(result["ids"], result["embeddings"], strict=True)
-        }
+        found = {}
+        for chunk_id, embedding, metadata in rows:
+            stored = _stored_sentences(metadata)
+            spans, vectors, heading = stored if stored is not None else (None, None, None)
+            found[str(chunk_id)] = StoredChunk(np.asarray(embedding, dtype=np.float32), spans, vectors, heading)
+        return found
 
 
-def _document_metadata(record: DocumentRecord) -> dict[str, str | int | bool]:
-    metadata: dict[str, str | int | bool] = {
+def sentences_of(chunk: Chunk, stored: StoredChunk, headings: Mapping[str, np.ndarray]) -> ChunkSentences | None:
+    """The chunk's `ChunkSentences`: its stored sentences, with the vector of the heading it sits under."""
+    if stored.spans is None or stored.sentence_vectors is None:
+        return None  # written before sentence vectors were stored: the answerer embeds them on first use
+    heading = stored.heading_vector
+    if heading is None:
+        heading = headings.get(heading_key(chunk))
+    if heading is None:
+        return None
+    return ChunkSentences(stored.spans, stored.sentence_vectors, heading)
+
+
+def heading_key(chunk: Chunk) -> str:
+    """The text whose vector stands for a chunk's heading: the last level of its heading, else the document title,
+    else the chunk's opening (for an untitled document)."""
+    return chunk.heading.rsplit(" > ", 1)[-1] or chunk.title or chunk.text[:200]
+
+
+def _batched(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """`items` in slices of at most `CALL_LIMIT` (well below Chroma's own maximum batch size)."""
+    for begin in range(0, len(items), CALL_LIMIT):
+        yield items[begin : begin + CALL_LIMIT]
+
+
+# -- records ----------------------------------------------------------------------------------------------------
+
+
+def _document_metadata(record: DocumentRecord, updated: float) -> dict[str, str | int | float | bool]:
+    metadata: dict[str, str | int | float | bool] = {
         "kind": "document",
         "sources": json.dumps(sorted(record.sources)),
         "title": record.title,
@@ -503,6 +659,7 @@ def _document_metadata(record: DocumentRecord) -> dict[str, str | int | bool]:
         "ingested_at": record.ingested_at,
         "ready": record.ready,
         "origin": record.origin,
+        "updated": updated,
     }
     # Chroma stores no nulls: an unknown date or a file's missing URL is simply left out.
     if record.url is not None:
@@ -521,6 +678,50 @@ def _document_metadata(record: DocumentRecord) -> dict[str, str | int | bool]:
     return metadata
 
 
+def _record_from(doc_id: str, metadata: Mapping[str, Any]) -> DocumentRecord:
+    return DocumentRecord(
+        doc_id=doc_id,
+        sources=tuple(json.loads(str(metadata["sources"]))),
+        title=str(metadata["title"]),
+        chunks=int(metadata["chunks"]),
+        ingested_at=str(metadata["ingested_at"]),
+        ready=bool(metadata["ready"]),
+        url=_optional(metadata.get("url")),
+        published=_optional(metadata.get("published")),
+        origin=str(metadata.get("origin", "file")),
+        author=_optional(metadata.get("author")),
+        web={source: WebSource(**state) for source, state in json.loads(str(metadata.get("web", "{}"))).items()},
+    )
+
+
+def encode_content(content: DocumentContent) -> dict[str, str]:
+    """A document's content as Chroma metadata (and as `bot.corpus` keeps it): the text compressed, the chunks'
+    offsets and headings, and the heading vectors."""
+    names = list(content.headings)
+    metadata = {
+        "text": base64.b64encode(zlib.compress(content.text.encode("utf-8"), 9)).decode("ascii"),
+        "chunks": json.dumps(
+            [[span.start, span.end, span.heading, span.page] for span in content.chunks], ensure_ascii=False
+        ),
+        "heading_names": json.dumps(names, ensure_ascii=False),
+    }
+    if names:
+        metadata["headings"] = _pack(np.stack([content.headings[name] for name in names]))
+    return metadata
+
+
+def decode_content(metadata: Mapping[str, Any]) -> DocumentContent:
+    """The inverse of `encode_content`."""
+    text = zlib.decompress(base64.b64decode(str(metadata["text"]))).decode("utf-8")
+    spans = tuple(
+        ChunkSpan(int(start), int(end), str(heading), _optional_int(page))
+        for start, end, heading, page in json.loads(str(metadata["chunks"]))
+    )
+    names = json.loads(str(metadata.get("heading_names", "[]")))
+    vectors = _unpack(str(metadata["headings"])) if names else np.zeros((0, 0), dtype=np.float32)
+    return DocumentContent(text, spans, dict(zip(names, vectors, strict=True)))
+
+
 def _feed_metadata(state: FeedState) -> dict[str, str]:
     metadata = {"kind": "feed", "url": state.url, "fetched": state.fetched}
     if state.etag is not None:
@@ -534,57 +735,82 @@ def _optional(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _chunk_metadata(chunk: Chunk, sentences: ChunkSentences | None = None) -> dict[str, str | int]:
     metadata: dict[str, str | int] = {
         "doc_id": chunk.doc_id,
-        "title": chunk.title,
         "start": chunk.start,
         "end": chunk.end,
-        "heading": chunk.heading,
         "position": chunk.position,
     }
-    if chunk.page is not None:
-        metadata["page"] = chunk.page
     if sentences is not None:
-        # Sentence vectors ride in the chunk's own record (half precision, base64): written and deleted with it,
-        # so they can never disagree with it, and kept out of the vector index nobody searches them by.
-        metadata["sentence_spans"] = json.dumps([[start, end, int(after)] for start, end, after in sentences.spans])
-        metadata["sentence_vectors"] = _pack(sentences.vectors)
-        metadata["heading_vector"] = _pack(sentences.heading)
+        # The sentences ride in the chunk's own record: written and deleted with it, never out of step with it.
+        metadata["sentences"] = _pack_sentences(sentences.spans, sentences.vectors)
     return metadata
 
 
+# -- vectors in metadata -----------------------------------------------------------------------------------------
+# Chroma's metadata holds text only. Vectors are kept as 8-bit integers with one float32 scale per vector (the
+# vector's largest magnitude / 127): a quarter of float32's size, and a cosine above 0.9999 to the original.
+
+_SENTENCES_FORMAT = 1
+
+
+def _quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+    scales = np.maximum(np.abs(matrix).max(axis=1), 1e-12) / 127.0
+    return np.round(matrix / scales[:, None]).astype(np.int8), scales.astype("<f4")
+
+
+def _dequantize(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    vectors = values.astype(np.float32) * scales[:, None]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
 def _pack(vectors: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(vectors, dtype="<f2").tobytes()).decode("ascii")
+    """Rows of unit vectors as text: count and dimension, the scales, then the 8-bit values."""
+    values, scales = _quantize(vectors)
+    header = struct.pack("<II", *values.shape)
+    return base64.b64encode(header + scales.tobytes() + values.tobytes()).decode("ascii")
 
 
 def _unpack(packed: str) -> np.ndarray:
-    """Half precision, as stored: a corpus snapshot keeps every sentence's vector in memory."""
-    return np.frombuffer(base64.b64decode(packed), dtype="<f2")
+    raw = base64.b64decode(packed)
+    count, dimension = struct.unpack_from("<II", raw)
+    scales = np.frombuffer(raw, dtype="<f4", count=count, offset=8)
+    values = np.frombuffer(raw, dtype=np.int8, count=count * dimension, offset=8 + 4 * count)
+    return _dequantize(values.reshape(count, dimension), scales)
 
 
-def _sentences_from(metadata: Any) -> ChunkSentences | None:
-    if "sentence_spans" not in metadata:
-        return None  # written before sentence vectors were stored: the answerer embeds them on first use
-    spans = tuple((int(start), int(end), bool(after)) for start, end, after in json.loads(metadata["sentence_spans"]))
-    heading = _unpack(str(metadata["heading_vector"]))
-    vectors = _unpack(str(metadata["sentence_vectors"])).reshape(len(spans), heading.shape[0])
-    return ChunkSentences(spans, vectors, heading)
+def _pack_sentences(spans: Sequence[tuple[int, int, bool]], vectors: np.ndarray) -> str:
+    """A chunk's sentences: a format byte, each sentence's (start, end, right under a heading), their vectors."""
+    places = struct.pack(f"<BI{3 * len(spans)}I", _SENTENCES_FORMAT, len(spans), *(v for s in spans for v in s))
+    packed = _pack(vectors) if len(spans) else ""
+    return base64.b64encode(places).decode("ascii") + "|" + packed
 
 
-def _chunk_from(chunk_id: str, text: str | None, metadata: Any) -> Chunk:
-    page = metadata.get("page")
-    return Chunk(
-        id=chunk_id,
-        doc_id=str(metadata["doc_id"]),
-        text=text or "",
-        title=str(metadata["title"]),
-        start=int(metadata["start"]),
-        end=int(metadata["end"]),
-        heading=str(metadata.get("heading", "")),
-        position=int(metadata.get("position", 0)),
-        page=int(page) if page is not None else None,
-    )
+def _stored_sentences(
+    metadata: Mapping[str, Any],
+) -> tuple[tuple[tuple[int, int, bool], ...], np.ndarray, np.ndarray | None] | None:
+    """(spans, sentence vectors, heading vector or None) of a chunk record, in either format it was written in."""
+    if "sentences" in metadata:
+        places, _, packed = str(metadata["sentences"]).partition("|")
+        raw = base64.b64decode(places)
+        _, count = struct.unpack_from("<BI", raw)
+        values = struct.unpack_from(f"<{3 * count}I", raw, 5)
+        spans = tuple((values[i], values[i + 1], bool(values[i + 2])) for i in range(0, 3 * count, 3))
+        vectors = _unpack(packed) if count else np.zeros((0, 0), dtype=np.float32)
+        return spans, vectors, None
+    if "sentence_spans" in metadata:  # written before version 0.2: half precision, the heading with each chunk
+        spans = tuple((int(a), int(b), bool(c)) for a, b, c in json.loads(str(metadata["sentence_spans"])))
+        heading = np.frombuffer(base64.b64decode(str(metadata["heading_vector"])), dtype="<f2").astype(np.float32)
+        vectors = np.frombuffer(base64.b64decode(str(metadata["sentence_vectors"])), dtype="<f2").astype(np.float32)
+        return spans, vectors.reshape(len(spans), heading.shape[0]), heading
+    return None
 
 
 def _is_connection_failure(exc: BaseException) -> bool:

@@ -43,6 +43,27 @@ def embedding_text(chunk: Chunk) -> str:
     return f"{context}\n{chunk.text}" if context else chunk.text
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkSpan:
+    """Where one chunk of a document lies: `text[start:end]`, under `heading` (a path "A > B"), on `page`."""
+
+    start: int
+    end: int
+    heading: str = ""
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class DocumentContent:
+    """What answering needs of a document beside its record: its text, its chunks' places by position, and the
+    vector of each heading (or title) its chunks sit under, keyed by that heading's text."""
+
+    text: str
+    chunks: tuple[ChunkSpan, ...]
+    headings: dict[str, np.ndarray] = field(default_factory=dict)
+    complete: bool = True  # False: rebuilt from the chunks of an index written before texts were kept
+
+
 @dataclass(frozen=True)
 class ChunkSentences:
     """A chunk's quotable sentences as (start, end, right under a heading) offsets into `chunk.text`, one unit
@@ -119,7 +140,8 @@ class DocumentRecord:
 
 @dataclass(frozen=True, slots=True)
 class ScoredChunk:
-    """A retrieved chunk with its fused relevance (higher is better) and dense similarity (cosine)."""
+    """A retrieved chunk with its fused relevance (higher is better), dense similarity (cosine), and its
+    sentences' vectors as ingestion stored them (None for an index written before they were)."""
 
     chunk: Chunk
     score: float
@@ -127,6 +149,7 @@ class ScoredChunk:
     source: str
     url: str | None = None
     published: str | None = None
+    sentences: ChunkSentences | None = None
 
 
 @dataclass(frozen=True, slots=True)

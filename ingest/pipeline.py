@@ -23,9 +23,8 @@ from bot.answering.sentences import embed_sentences
 from bot.config import Settings
 from bot.embeddings import Embedder
 from bot.errors import IngestError, SkippedFile
-from bot.keyword import vocabulary
-from bot.store import ChunkStore
-from bot.types import Chunk, DocumentRecord
+from bot.store import ChunkStore, heading_key
+from bot.types import Chunk, ChunkSentences, ChunkSpan, DocumentContent, DocumentRecord
 from ingest.fetch import Fetcher, FetchOptions, is_url
 from ingest.indexer import Plan, Problem, Scanned, in_scope, make_plan
 from ingest.loaders import Document, display_path, load, walk
@@ -104,7 +103,6 @@ class IngestPipeline:
         self._progress = progress or (lambda stage, done, total: None)
         self.fetcher = fetcher or Fetcher()
         self._lock = threading.Lock()
-        self._known_words: set[str] = set()  # words this pipeline has seen stored, so it asks the index once each
 
     @classmethod
     def for_settings(
@@ -162,23 +160,15 @@ class IngestPipeline:
         return report
 
     def repair(self) -> int:
-        """Remove what an interrupted run left half-written; returns how many documents were cleaned."""
+        """Remove what an interrupted run left half-written, and tombstones old enough to forget; returns how many
+        documents were cleaned."""
         pending = [doc_id for doc_id, record in self._store.documents(include_pending=True).items() if not record.ready]
         if pending:
             log.info("removing %d half-written document(s) left by an interrupted run", len(pending))
             self._store.delete_documents(pending)
+        self._store.prune_tombstones()
+        self._store.drop_word_vectors()
         return len(pending)
-
-    def _add_words(self, texts: Sequence[str]) -> None:
-        """Embed each word of the chunks' embedding texts the index has no vector for yet (the answerer compares
-        words by meaning)."""
-        seen = _vocabulary(texts)
-        fresh = seen - self._known_words
-        fresh -= self._store.known_words(fresh)
-        if fresh:
-            ordered = sorted(fresh)
-            self._store.add_word_vectors(ordered, self._embedder.embed_documents(ordered))
-        self._known_words |= seen
 
     def _splitter(self) -> Splitter:
         return Splitter(self._embedder.count_tokens, max_tokens=self._embedder.max_tokens)
@@ -228,11 +218,11 @@ class IngestPipeline:
                 for doc_id, document, chunks in batch
             ]
             chunks = [chunk for _, _, doc_chunks in batch for chunk in doc_chunks]
-            texts = [embedding_text(chunk) for chunk in chunks]
-            vectors = self._embedder.embed_documents(texts)
+            vectors = self._embedder.embed_documents([embedding_text(chunk) for chunk in chunks])
             sentences = embed_sentences(chunks, self._embedder)
-            self._add_words(texts)
-            self._store.put_documents(records, texts={doc_id: document.text for doc_id, document, _ in batch})
+            found = dict(zip((chunk.id for chunk in chunks), sentences, strict=True))
+            contents = {doc_id: _content(document.text, doc_chunks, found) for doc_id, document, doc_chunks in batch}
+            self._store.put_documents(records, contents)
             try:
                 self._store.add_chunks(chunks, vectors, sentences)
             except BaseException:
@@ -250,8 +240,13 @@ class IngestPipeline:
         return written
 
 
-def _vocabulary(texts: Sequence[str]) -> set[str]:
-    return {word for text in texts for word in vocabulary(text)}
+def _content(text: str, chunks: Sequence[Chunk], sentences: dict[str, ChunkSentences]) -> DocumentContent:
+    """What the index keeps of a document beside its chunks: the text, the chunks' places, the heading vectors."""
+    return DocumentContent(
+        text=text,
+        chunks=tuple(ChunkSpan(chunk.start, chunk.end, chunk.heading, chunk.page) for chunk in chunks),
+        headings={heading_key(chunk): sentences[chunk.id].heading for chunk in chunks},
+    )
 
 
 def _handover(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.engine import Engine
 from bot.feedback import ChannelKind, FeedbackStore
-from bot.types import DocumentRecord
+from bot.types import DocumentContent, DocumentRecord
 
 SEOUL = "why Seoul and not Beijing?"
 XSS_QUESTION = '<script>alert("question")</script> what about <img src=x onerror=alert(1)>?'
@@ -63,7 +63,7 @@ def add_hostile_web_record(engine: Engine) -> DocumentRecord:
         published="2025-04-30",
         origin="feed",
     )
-    engine.store.put_documents([record], texts={record.doc_id: text})
+    engine.store.put_documents([record], {record.doc_id: DocumentContent(text, ())})
     return record
 
 

@@ -16,7 +16,7 @@ from bot.config import Settings
 from bot.embeddings import HashingEmbedder
 from bot.engine import Engine, readings
 from bot.keyword import KeywordIndex, terms
-from bot.retrieval import CorpusSnapshot, Retrieval
+from bot.retrieval import Retrieval
 from bot.types import Chunk, Question, ScoredChunk, Turn
 from ingest.pipeline import IngestPipeline
 from tests.conftest import SEED_CORPUS
@@ -39,7 +39,7 @@ def question(text: str, history: tuple[Turn, ...] = ()) -> Question:
 def retrieval(asked: Question, hits: list[ScoredChunk], corpus: list[str] | None = None) -> Retrieval:
     """What retrieval would hand the answerer: the passages, and a corpus of `corpus` texts (default: the hits)."""
     keyword = KeywordIndex.from_texts(corpus if corpus is not None else [hit.chunk.text for hit in hits])
-    return Retrieval(asked, tuple(hits), CorpusSnapshot(keyword=keyword))
+    return Retrieval(asked, tuple(hits), keyword.view())
 
 
 def grounding_of(asked: Question, hits: list[ScoredChunk]) -> Grounding:

@@ -140,18 +140,18 @@ def test_a_slow_reload_does_not_stall_questions(
     engine = Engine(settings)
     IngestPipeline(engine.store, engine.embedder).run([Path("corpus")])
     engine.ask(QUESTIONS[0])  # the first load
-    documents = engine.store.documents
+    changes_since = engine.store.changes_since
     reloading = threading.Event()
 
-    def slow_documents(include_pending: bool = False) -> dict:  # type: ignore[type-arg]
+    def slow_changes(moment: float) -> list:  # type: ignore[type-arg]
         reloading.set()
         time.sleep(2.0)
-        return documents(include_pending)
+        return changes_since(moment)
 
     (corpus / "extra.txt").write_text("A lighthouse keeper on Skerryvore keeps the lamp lit.\n", encoding="utf-8")
     IngestPipeline(engine.store, engine.embedder).run([Path("corpus")])
-    monkeypatch.setattr(engine.store, "documents", slow_documents)
-    engine.searcher._checked_at = -float("inf")  # due for a check now
+    monkeypatch.setattr(engine.store, "changes_since", slow_changes)
+    engine.corpus._checked_at = -float("inf")  # due for a check now
     reloader = threading.Thread(target=engine.ask, args=(QUESTIONS[1],))
     reloader.start()
     assert reloading.wait(10)
@@ -230,17 +230,16 @@ def test_a_chroma_server_that_goes_away_gives_one_line_and_recovers(
         server.wait(timeout=20)
 
 
-def test_similarities_leave_out_chunks_deleted_meanwhile(
+def test_chunk_reads_leave_out_chunks_deleted_meanwhile(
     settings: Settings, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Embedded Chroma fails a whole read when another process deleted one of its ids ("Error finding id"): the
-    chunks still there are scored, the deleted one is left out; a read that fails for every chunk still fails."""
+    chunks still there are read, the deleted one is left out; a read that fails for every chunk still fails."""
     engine = Engine(settings)
     IngestPipeline(engine.store, engine.embedder).run([corpus])
-    collection = engine.store._chunk_collection
+    collection = engine.store._open().chunks
     ids = collection.get(include=[])["ids"][:3]
-    vector = engine.embedder.embed_query("why Seoul?")
-    expected = engine.store.similarities(vector, ids)
+    expected = engine.store.stored_chunks(ids)
     assert set(expected) == set(ids)
     real_get = collection.get
 
@@ -250,6 +249,6 @@ def test_similarities_leave_out_chunks_deleted_meanwhile(
         return real_get(*args, ids=ids, **kwargs)
 
     monkeypatch.setattr(collection, "get", get_as_if_deleted)
-    assert engine.store.similarities(vector, [*ids, "gone"]) == pytest.approx(expected)
-    with pytest.raises(StoreError, match="cannot read embeddings"):
-        engine.store.similarities(vector, ["gone"])
+    assert set(engine.store.stored_chunks([*ids, "gone"])) == set(ids)
+    with pytest.raises(StoreError, match="cannot read chunks"):
+        engine.store.stored_chunks(["gone"])

@@ -11,7 +11,7 @@ import pytest
 from bot.chronology import closest_in_time, in_date_order
 from bot.dates import format_day, normalize, parse_date, relative_dates
 from bot.keyword import KeywordIndex
-from bot.retrieval import CorpusSnapshot, Retrieval
+from bot.retrieval import Retrieval
 from bot.timeframe import narrow, period, published_between, time_frame, without_time_terms
 from bot.types import Answer, Chunk, Citation, Question, ScoredChunk
 from ingest.loaders import front_matter_date, load
@@ -262,7 +262,7 @@ def test_answers_that_need_no_reordering_are_unchanged() -> None:
 
 
 def retrieval(question: str, hits: list[ScoredChunk]) -> Retrieval:
-    return Retrieval(Question(question, question, ()), tuple(hits), CorpusSnapshot(keyword=KeywordIndex([])))
+    return Retrieval(Question(question, question, ()), tuple(hits), KeywordIndex.from_texts([]).view())
 
 
 def test_a_declined_date_question_offers_the_passages_of_that_time() -> None:

@@ -218,7 +218,8 @@ def test_ingest_and_read_back_through_a_chroma_server(chroma_server, embedder, c
     reader = ChunkStore(settings, HashingEmbedder())
     assert len(reader.documents()) == 2
     hits = reader.search(embedder.embed_query("why Seoul neutral staging ground"), 3)
-    assert any("neutral staging ground" in chunk.text for chunk, _ in hits)
+    texts = {chunk.id: chunk.text for chunk, _ in reader.chunks_of(reader.documents())}
+    assert any("neutral staging ground" in texts[chunk_id] for chunk_id, _ in hits)
     assert not (tmp_path / "data" / "chroma").exists(), "server mode must not create an embedded index"
     again = ingest(server_store, embedder, corpus)
     assert again.unchanged == 2

@@ -125,7 +125,7 @@ def snapshot(settings: Settings, query: str) -> IndexState:
         chunks_by_doc: dict[str, int] = dict.fromkeys(documents, 0)
         for chunk, _ in store.chunks_of(list(documents)):
             chunks_by_doc[chunk.doc_id] += 1
-        hits = [(chunk.id, similarity) for chunk, similarity in store.search(store_query(query), 5)]
+        hits = store.search(store_query(query), 5)
         return IndexState(documents, chunks_by_doc, store.count_chunks(), hits)
 
 

@@ -27,7 +27,7 @@ from bot.answering.prompts import NOT_IN_PASSAGES
 from bot.config import LLMProvider, Settings
 from bot.errors import ConfigError
 from bot.keyword import KeywordIndex, terms
-from bot.retrieval import CorpusSnapshot, Retrieval
+from bot.retrieval import Retrieval
 from bot.types import Answer, Chunk, Question, ScoredChunk, Turn
 from tests.conftest import SEED_CORPUS, free_port
 from tests.stub_openai import StubOpenAI
@@ -87,7 +87,7 @@ def question(text: str, history: tuple[Turn, ...] = ()) -> Question:
 
 
 def retrieval(q: Question, hits: list[ScoredChunk], keyword: KeywordIndex) -> Retrieval:
-    return Retrieval(q, tuple(hits), CorpusSnapshot(keyword=keyword))
+    return Retrieval(q, tuple(hits), keyword.view())
 
 
 def fake(*replies: str) -> FakeListChatModel:

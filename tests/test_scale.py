@@ -74,7 +74,8 @@ def big_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path,
     largest: dict[str, int] = {}
     handles = store._open()
     counting = type(handles)(
-        handles.client, *(_CountingCollection(c, largest) for c in (handles.chunks, handles.documents, handles.words))
+        handles.client,
+        *(_CountingCollection(c, largest) for c in (handles.chunks, handles.documents, handles.contents)),
     )
     store._handles = counting
     report = IngestPipeline(store, embedder).run([corpus])

@@ -4,6 +4,7 @@ sessions and CSRF, the bind and Host checks, the document view, escaping, every 
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -26,7 +28,7 @@ from bot.evaluation import load_cases
 from bot.feedback import FeedbackStore
 from bot.links import passage_path
 from bot.store import ChunkStore
-from bot.types import DocumentRecord
+from bot.types import DocumentContent, DocumentRecord
 from bot.web import check_bind, create_app, listen, security
 from ingest.pipeline import IngestPipeline
 from tests.conftest import VENV_BIN, cli_env, free_port
@@ -225,15 +227,66 @@ def test_documents_are_chosen_by_id_never_by_path(settings: Settings, engine: En
         assert "root:" not in response.text
 
 
+def rewrite_as_an_early_version(store: ChunkStore) -> None:
+    """Rewrite the index as early versions wrote it: no document texts, each chunk's text as its Chroma document,
+    sentence and heading vectors in half precision in each chunk's metadata, and records without `updated`."""
+    handles = store._open()
+    records = store.documents()
+    chunks = store.chunks_of(records)
+    vectors = store.stored_chunks([chunk.id for chunk, _ in chunks])
+    handles.contents.delete(ids=list(records))
+    handles.chunks.delete(ids=[chunk.id for chunk, _ in chunks])
+    handles.documents.delete(ids=list(records))
+
+    def half(vector: np.ndarray) -> str:
+        return base64.b64encode(np.asarray(vector, dtype="<f2").tobytes()).decode("ascii")
+
+    for chunk, sentences in chunks:
+        assert sentences is not None
+        handles.chunks.add(
+            ids=[chunk.id],
+            embeddings=[vectors[chunk.id].vector],
+            documents=[chunk.text],
+            metadatas=[
+                {
+                    "doc_id": chunk.doc_id,
+                    "title": chunk.title,
+                    "start": chunk.start,
+                    "end": chunk.end,
+                    "heading": chunk.heading,
+                    "position": chunk.position,
+                    "sentence_spans": json.dumps([[a, b, int(c)] for a, b, c in sentences.spans]),
+                    "sentence_vectors": half(sentences.vectors),
+                    "heading_vector": half(sentences.heading),
+                }
+            ],
+        )
+    for record in records.values():
+        handles.documents.add(
+            ids=[record.doc_id],
+            embeddings=[[1.0]],
+            metadatas=[
+                {
+                    "kind": "document",
+                    "sources": json.dumps(list(record.sources)),
+                    "title": record.title,
+                    "chunks": record.chunks,
+                    "ingested_at": record.ingested_at,
+                    "ready": True,
+                    "origin": record.origin,
+                }
+            ],
+        )
+    store._bump_generation()
+
+
 def test_documents_from_before_texts_were_kept_are_rebuilt_from_their_passages(
     settings: Settings, corpus: Path, log: FeedbackStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old_settings = settings.model_copy(update={"data_dir": settings.data_dir / "old-index"})
     engine = Engine(old_settings)
-    put = ChunkStore.put_documents
-    with monkeypatch.context() as patch:  # ingest as versions before this one did: records without their text
-        patch.setattr(ChunkStore, "put_documents", lambda store, records, texts=None: put(store, records))
-        IngestPipeline(engine.store, engine.embedder).run([corpus])
+    IngestPipeline(engine.store, engine.embedder).run([corpus])
+    rewrite_as_an_early_version(engine.store)
     citation = engine.ask(SEOUL).citations[0]
     rebuilt = engine.document_text(citation.doc_id)
     assert rebuilt is not None and not rebuilt[1]
@@ -253,7 +306,7 @@ def test_web_documents_link_to_their_page(settings: Settings, engine: Engine, lo
         published="2025-05-01T08:00:00+00:00",
         origin="url",
     )
-    engine.store.put_documents([record], texts={record.doc_id: "Talks in Seoul."})
+    engine.store.put_documents([record], {record.doc_id: DocumentContent("Talks in Seoul.", ())})
     page = logged_in(settings, engine, log).get(f"/doc/{record.doc_id}?start=9&end=14")
     assert mark(page) == "Seoul"
     assert '<a href="https://news.example.org/seoul?id=1&amp;x=2" rel="noopener noreferrer nofollow"' in page.text

@@ -1,6 +1,6 @@
 """Answerers turn retrieved passages into an `Answer`. The extractive one needs no model; the LLM one is optional.
 
-Both receive a `Retrieval` (the prepared question, the passages, and the corpus snapshot they came from) and
+Both receive a `Retrieval` (the prepared question, the passages, and the keyword index and corpus they came from) and
 return an `Answer` whose citations quote the documents verbatim (see `bot.answering.citations`).
 """
 

@@ -98,7 +98,7 @@ class ExtractiveAnswerer:
     def candidates(self, retrieval: Retrieval) -> tuple[list[Candidate], Grounding]:
         """Every sentence of the passages with its features (unscored), and what the passages do not mention."""
         grounding = self.grounding.check(retrieval)
-        sentences = self.vectors.get([hit.chunk for hit in retrieval.hits], retrieval.snapshot.sentences)
+        sentences = self.vectors.get(retrieval.hits)
         return candidates(retrieval, sentences, grounding, self.words), grounding
 
     def analyse(self, retrieval: Retrieval) -> Analysis:

@@ -15,14 +15,12 @@ no passage mentions.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
-from bot.answering.words import WordVectors
+from bot.answering.words import WordStore, WordVectors
 from bot.keyword import STOP_WORDS, is_vocabulary_word, stem, words
 from bot.retrieval import Retrieval
 
@@ -77,7 +75,7 @@ class GroundingChecker:
         common_words()
 
     def check(self, retrieval: Retrieval) -> Grounding:
-        question, hits, keyword = retrieval.question, retrieval.hits, retrieval.snapshot.keyword
+        question, hits, keyword = retrieval.question, retrieval.hits, retrieval.keyword
         asked = _question_words(question.text)
         if not asked:
             return Grounding()
@@ -93,7 +91,7 @@ class GroundingChecker:
         if not unmatched:
             return Grounding()
         content = sorted(word for word in passage_words if is_vocabulary_word(word))
-        close = self._close_words([word for word, _ in unmatched], content, retrieval.snapshot.words)
+        close = self._close_words([word for word, _ in unmatched], content, retrieval.corpus)
         missing = [(word, kind) for word, kind in unmatched if word not in close]
         salient = tuple(
             word
@@ -107,7 +105,7 @@ class GroundingChecker:
             unmatched_weight=sum(weights[word] for word, _ in unmatched) / total,
         )
 
-    def _close_words(self, asked: list[str], candidates: list[str], stored: Mapping[str, np.ndarray]) -> set[str]:
+    def _close_words(self, asked: list[str], candidates: list[str], stored: WordStore | None) -> set[str]:
         """The asked words that some candidate word is close to in meaning."""
         if self._word_vectors is None or not candidates:
             return set()

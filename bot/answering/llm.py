@@ -36,7 +36,7 @@ from bot.answering.extractive import ExtractiveAnswerer, ExtractiveSettings
 from bot.answering.prompts import NOT_IN_PASSAGES, answer_prompt, format_conversation, format_passage
 from bot.config import LLMProvider, Settings
 from bot.errors import ConfigError
-from bot.keyword import KeywordIndex, terms
+from bot.keyword import KeywordView, terms
 from bot.retrieval import Retrieval
 from bot.text import sentence_spans
 from bot.types import Answer, Citation, Question, ScoredChunk
@@ -198,7 +198,7 @@ class LLMAnswerer:
 
     def interpret(self, reply: str, retrieval: Retrieval) -> Answer:
         """Turn the model's reply into an `Answer` whose markers, citations and quotes are all checked."""
-        question, hits, keyword = retrieval.question, retrieval.hits, retrieval.snapshot.keyword
+        question, hits, keyword = retrieval.question, retrieval.hits, retrieval.keyword
         reply = _THINKING.sub("", reply).strip()
         if not reply:
             return self._fall_back(retrieval, "the LLM returned an empty reply")
@@ -226,9 +226,7 @@ class LLMAnswerer:
         confidence = self.fallback.analyse(retrieval).confidence
         return Answer(question.text, text, citations, support="answered", confidence=confidence)
 
-    def _quote(
-        self, n: int, hit: ScoredChunk, citing: list[str], question: Question, keyword: KeywordIndex
-    ) -> Citation:
+    def _quote(self, n: int, hit: ScoredChunk, citing: list[str], question: Question, keyword: KeywordView) -> Citation:
         """Cite the chunk's sentence(s) that best support the reply sentences citing it, verbatim with offsets."""
         chunk = hit.chunk
         spans = [(start, end) for start, end, _ in quotable_sentences(chunk)]

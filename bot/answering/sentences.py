@@ -7,8 +7,8 @@ heading, title and previous sentence as context), the passage it comes from (sim
 whether it offers what the question asks for (a date for "when", a number for "how many"), and how much of the
 question the passages do not mention at all (`bot.answering.grounding`).
 
-Sentence vectors are computed at ingestion and kept with the chunk (`ChunkSentences`); an index written before
-they existed gets them computed on first use and cached.
+Sentence vectors are computed at ingestion and kept with the chunk (`ChunkSentences`, read with each retrieved
+passage); an index written before they existed gets them computed on first use and cached.
 """
 
 from __future__ import annotations
@@ -17,56 +17,55 @@ import itertools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from bot.answering.citations import quotable_sentences
 from bot.answering.grounding import Grounding
-from bot.answering.words import WordVectors
+from bot.answering.words import WordStore, WordVectors
 from bot.embeddings import Embedder
 from bot.keyword import STOP_WORDS, terms, words
 from bot.retrieval import Retrieval
+from bot.store import heading_key
 from bot.types import Chunk, ChunkSentences, Question, ScoredChunk
 
 PRONOUN_OPENING = re.compile(r"^(he|she|they|it|this|that|these|those|his|her|their|its|there)\b", re.IGNORECASE)
 
 
-def heading_text(chunk: Chunk) -> str:
-    """The section heading a chunk sits under (its last level), else the document title."""
-    return chunk.heading.rsplit(" > ", 1)[-1] or chunk.title
-
-
 def embed_sentences(chunks: Sequence[Chunk], embedder: Embedder) -> list[ChunkSentences]:
-    """Sentence and heading vectors for `chunks`, in one batch."""
+    """Sentence and heading vectors for `chunks`, in one batch (each distinct heading embedded once)."""
     spans = [tuple(quotable_sentences(chunk)) for chunk in chunks]
     texts = [chunk.text[start:end] for chunk, found in zip(chunks, spans, strict=True) for start, end, _ in found]
-    headings = [heading_text(chunk) or chunk.text[:200] for chunk in chunks]
+    headings = list(dict.fromkeys(heading_key(chunk) for chunk in chunks))
     vectors = embedder.embed_documents(texts + headings) if texts or headings else np.zeros((0, 0))
+    heading_vectors = dict(zip(headings, vectors[len(texts) :], strict=True))
     result = []
     cursor = 0
-    for index, found in enumerate(spans):
-        result.append(ChunkSentences(found, vectors[cursor : cursor + len(found)], vectors[len(texts) + index]))
+    for chunk, found in zip(chunks, spans, strict=True):
+        result.append(ChunkSentences(found, vectors[cursor : cursor + len(found)], heading_vectors[heading_key(chunk)]))
         cursor += len(found)
     return result
 
 
 class SentenceVectors:
-    """`ChunkSentences` for retrieved chunks: stored ones when ingestion kept them, else embedded and cached."""
+    """`ChunkSentences` for retrieved passages: the stored ones that come with them, else (an index written before
+    ingestion kept them) embedded and cached."""
 
-    def __init__(self, embedder: Embedder | None, cache_size: int = 20_000) -> None:
+    def __init__(self, embedder: Embedder | None, cache_size: int = 2_000) -> None:
         self._embedder = embedder
         self._cache: OrderedDict[str, ChunkSentences] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def get(self, chunks: Sequence[Chunk], stored: dict[str, ChunkSentences]) -> list[ChunkSentences | None]:
+    def get(self, hits: Sequence[ScoredChunk]) -> list[ChunkSentences | None]:
+        chunks = [hit.chunk for hit in hits]
         found: list[ChunkSentences | None] = []
         missing: list[int] = []
         with self._lock:
-            for index, chunk in enumerate(chunks):
-                known = stored.get(chunk.id) or self._cache.get(chunk.id)
+            for index, hit in enumerate(hits):
+                known = hit.sentences or self._cache.get(hit.chunk.id)
                 found.append(known)
                 if known is None:
                     missing.append(index)
@@ -202,7 +201,7 @@ def candidates(
     word_vectors: WordVectors | None = None,
 ) -> list[Candidate]:
     """Every quotable sentence of the retrieved passages, with features (unscored, in passage order)."""
-    question, hits, keyword = retrieval.question, retrieval.hits, retrieval.snapshot.keyword
+    question, hits, keyword = retrieval.question, retrieval.hits, retrieval.keyword
     weights: dict[str, float] = {}
     for term in question.context_terms:
         weights[term] = 0.4 * keyword.idf(term)
@@ -215,7 +214,7 @@ def candidates(
 
     question_words = set(words(question.text))
     content = tuple(dict.fromkeys(word for word in words(question.text) if _content_word(word)))
-    stored = retrieval.snapshot.words
+    stored = retrieval.corpus
     asked_vectors = word_vectors.vectors(content, stored) if word_vectors is not None and content else None
     pairs = set(itertools.pairwise(question.terms))
     wanted, searched_words = answer_type(question.text), set(words(question.search_text))
@@ -303,7 +302,7 @@ def _soft_coverage(
     asked: np.ndarray | None,
     sentence_words: list[str],
     word_vectors: WordVectors | None,
-    stored: Mapping[str, np.ndarray],
+    stored: WordStore | None,
 ) -> dict[str, float]:
     """For each of the question's content words, how close the sentence's closest word comes: mean and least."""
     offered = word_vectors.vectors(sentence_words, stored) if word_vectors is not None and sentence_words else None
