@@ -35,6 +35,7 @@ import queue
 import sqlite3
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -45,13 +46,14 @@ import numpy as np
 
 from bot.embeddings import Embedder
 from bot.keyword import KeywordIndex, KeywordView, terms, vocabulary
-from bot.store import CALL_LIMIT, ChunkStore, decode_content, encode_content
-from bot.types import Chunk, DocumentContent, DocumentRecord, WebSource, embedding_text
+from bot.store import CALL_LIMIT, ChunkStore
+from bot.types import Chunk, ChunkSpan, DocumentContent, DocumentRecord, WebSource, embedding_text
+from bot.vectors import pack, unpack
 
 log = logging.getLogger(__name__)
 
 # Bump when what the mirror holds, or how terms are analyzed, changes: older mirrors are rebuilt.
-MIRROR_FORMAT = "1"
+MIRROR_FORMAT = "2"
 # Changes written this long before the newest one the mirror has seen are read again: a write in flight, or a
 # writer on a machine whose clock runs behind, is never missed.
 MARGIN_SECONDS = 120.0
@@ -69,7 +71,11 @@ CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY,
     updated REAL NOT NULL,
     record TEXT NOT NULL,
-    content TEXT NOT NULL
+    text BLOB NOT NULL,
+    chunks TEXT NOT NULL,
+    headings TEXT NOT NULL,
+    heading_vectors BLOB NOT NULL,
+    complete INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS vocabulary (word TEXT PRIMARY KEY, documents INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS word_vectors (word TEXT PRIMARY KEY, vector BLOB NOT NULL) WITHOUT ROWID;
@@ -167,7 +173,8 @@ class Corpus:
             connection = sqlite3.connect(self.folder / "corpus.sqlite3", timeout=30, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
+            connection.execute("PRAGMA journal_size_limit=4000000")  # the log shrinks back after a large sync
+            _create_tables(connection)
             self._local.connection = connection
             with self._connections_lock:
                 self._connections.append(connection)
@@ -342,9 +349,10 @@ class Corpus:
         db = self._db()
         with db:
             db.executemany(
-                "INSERT OR REPLACE INTO documents (doc_id, updated, record, content) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO documents (doc_id, updated, record, text, chunks, headings, heading_vectors, "
+                "complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (record.doc_id, stamp, _record_json(record), json.dumps(encode_content(content)))
+                    (record.doc_id, stamp, _record_json(record), *_content_row(content))
                     for record, stamp, content in present
                 ],
             )
@@ -361,10 +369,8 @@ class Corpus:
     def _remove(self, doc_ids: Sequence[str]) -> None:
         db = self._db()
         words: dict[str, int] = {}
-        for doc_id, record, content in self._query_in(
-            db, "SELECT doc_id, record, content FROM documents WHERE doc_id IN ({})", doc_ids
-        ):
-            document = _document_from(doc_id, record, content)
+        for row in self._query_in(db, f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE doc_id IN ({{}})", doc_ids):
+            document = _document_from(*row)
             for word in vocabulary(f"{document.record.title}\n{document.content.text}"):
                 words[word] = words.get(word, 0) + 1
         with db:
@@ -423,9 +429,9 @@ class Corpus:
         missing = [doc_id for doc_id in wanted if doc_id not in found]
         if missing:
             rows = self._query_in(
-                self._db(), "SELECT doc_id, record, content FROM documents WHERE doc_id IN ({})", missing
+                self._db(), f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE doc_id IN ({{}})", missing
             )
-            fresh = {doc_id: _document_from(doc_id, record, content) for doc_id, record, content in rows}
+            fresh = {row[0]: _document_from(*row) for row in rows}
             with self._documents_lock:
                 for doc_id, document in fresh.items():
                     self._documents[doc_id] = document
@@ -473,7 +479,7 @@ class Corpus:
         missing = [word for word in wanted if word not in found]
         if missing:
             rows = list(self._query_in(self._db(), "SELECT word, vector FROM word_vectors WHERE word IN ({})", missing))
-            fresh = {str(word): _vector_from(blob) for word, blob in rows}
+            fresh = {str(word): unpack(blob)[0] for word, blob in rows}
             self._keep_words(fresh)
             found.update(fresh)
         return found
@@ -527,7 +533,7 @@ class Corpus:
         with db:
             db.executemany(
                 "INSERT OR IGNORE INTO word_vectors (word, vector) VALUES (?, ?)",
-                [(word, _vector_blob(vector)) for word, vector in zip(words, vectors, strict=True)],
+                [(word, pack(np.asarray(vector)[None, :])) for word, vector in zip(words, vectors, strict=True)],
             )
 
     def _start_writer(self) -> None:
@@ -558,6 +564,18 @@ class Corpus:
 
 
 # -- rows -----------------------------------------------------------------------------------------------------
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    """The mirror's tables; those of a mirror in another format are dropped first (it is then rebuilt)."""
+    with db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "meta" in tables:
+            found = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            if found is not None and found[0] != MIRROR_FORMAT:
+                for table in ("documents", "vocabulary", "meta"):
+                    db.execute(f"DROP TABLE IF EXISTS {table}")
+    db.executescript(_SCHEMA)
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -601,18 +619,32 @@ def _record_from_json(doc_id: str, raw: str) -> DocumentRecord:
     )
 
 
-def _document_from(doc_id: str, record: str, content: str) -> Document:
-    return Document(_record_from_json(doc_id, record), decode_content(json.loads(content)))
+_DOCUMENT_COLUMNS = "doc_id, record, text, chunks, headings, heading_vectors, complete"
 
 
-def _vector_blob(vector: np.ndarray) -> bytes:
-    """A unit vector in 8 bits plus its scale (as the index keeps sentence vectors, see `bot.store`)."""
-    values = np.asarray(vector, dtype=np.float32)
-    scale = max(float(np.abs(values).max()), 1e-12) / 127.0
-    return np.float32(scale).tobytes() + np.round(values / scale).astype(np.int8).tobytes()
+def _content_row(content: DocumentContent) -> tuple[bytes, str, str, bytes, int]:
+    """A document's content as the mirror keeps it: the text compressed, the chunks' places, the headings."""
+    names = list(content.headings)
+    vectors = pack(np.stack([content.headings[name] for name in names])) if names else b""
+    chunks = [[span.start, span.end, span.heading, span.page] for span in content.chunks]
+    return (
+        zlib.compress(content.text.encode("utf-8")),
+        json.dumps(chunks, ensure_ascii=False),
+        json.dumps(names, ensure_ascii=False),
+        vectors,
+        int(content.complete),
+    )
 
 
-def _vector_from(blob: bytes) -> np.ndarray:
-    scale = np.frombuffer(blob, dtype=np.float32, count=1)[0]
-    values = np.frombuffer(blob, dtype=np.int8, offset=4).astype(np.float32) * scale
-    return values / max(float(np.linalg.norm(values)), 1e-12)
+def _document_from(
+    doc_id: str, record: str, text: bytes, chunks: str, headings: str, heading_vectors: bytes, complete: int
+) -> Document:
+    names = json.loads(headings)
+    vectors = unpack(heading_vectors) if names else np.zeros((0, 0), dtype=np.float32)
+    content = DocumentContent(
+        text=zlib.decompress(text).decode("utf-8"),
+        chunks=tuple(ChunkSpan(start, end, heading, page) for start, end, heading, page in json.loads(chunks)),
+        headings=dict(zip(names, vectors, strict=True)),
+        complete=bool(complete),
+    )
+    return Document(_record_from_json(doc_id, record), content)

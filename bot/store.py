@@ -2,7 +2,7 @@
 
 Three collections live in one Chroma database, embedded under `CITEBOT_DATA_DIR` or on a Chroma server:
 - `<collection>`: one record per chunk: its embedding, the offsets of its quotable sentences and their vectors
-  (each sentence embedded on its own at ingestion; 8-bit, see `_pack`), and its place in the document;
+  (each sentence embedded on its own at ingestion; 6 bits a value, `bot.vectors`), and its place in the document;
 - `<collection>__documents`: one small record per document (keyed by content hash) with its title, sources, dates
   and a time stamp `updated` that every write sets; a state record whose generation changes on every write, so
   running engines notice new documents; a tombstone per removed document (so a process that mirrors the corpus,
@@ -15,7 +15,7 @@ What the index does not hold, and why: no text is given to Chroma as a record's 
 every document for full-text search (a trigram index three times the text) that citebot never queries; a chunk's
 text is `document_text[start:end]`. No word vectors: a word's vector depends only on the model, so each machine
 embeds the words it meets once and keeps them (`bot.corpus`). Metadata strings are indexed by Chroma too, so the
-vectors kept in them are 8-bit with a scale per vector (a quarter of float32; cosine to the original > 0.9999).
+vectors kept in them take 6 bits a value (`bot.vectors`), and long values are kept in parts (`_spread`).
 
 A document record is written as *pending* before its chunks and flipped to *ready* after them; readers only use
 chunks of ready documents. That is what keeps an interrupted ingestion from ever exposing half a document, and
@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from bot import vectors as vectors_module
 from bot.config import Settings
 from bot.embeddings import Embedder
 from bot.errors import StoreError
@@ -357,7 +358,7 @@ class ChunkStore:
                 self._open().contents.upsert,
                 ids=[doc_id for doc_id, _ in part],
                 embeddings=[_PLACEHOLDER_VECTOR] * len(part),
-                metadatas=[encode_content(content) for _, content in part],
+                metadatas=[_encode_content(content) for _, content in part],
             )
 
     def contents(self, doc_ids: Iterable[str]) -> dict[str, DocumentContent]:
@@ -365,7 +366,7 @@ class ChunkStore:
         (its text then has blanks where headings and the space between chunks were, so offsets still hold)."""
         ids = list(dict.fromkeys(doc_ids))
         found = {
-            doc_id: decode_content(metadata)
+            doc_id: _decode_content(metadata)
             for doc_id, metadata in self._by_ids("read document texts", self._open().contents, ids, ("metadatas",))
         }
         missing = [doc_id for doc_id in ids if doc_id not in found]
@@ -694,32 +695,59 @@ def _record_from(doc_id: str, metadata: Mapping[str, Any]) -> DocumentRecord:
     )
 
 
-def encode_content(content: DocumentContent) -> dict[str, str]:
-    """A document's content as Chroma metadata (and as `bot.corpus` keeps it): the text compressed, the chunks'
-    offsets and headings, and the heading vectors."""
+def _encode_content(content: DocumentContent) -> dict[str, str]:
+    """A document's content as Chroma metadata: the text compressed, the chunks' offsets and headings, and the
+    heading vectors."""
     names = list(content.headings)
     metadata = {
-        "text": base64.b64encode(zlib.compress(content.text.encode("utf-8"), 9)).decode("ascii"),
-        "chunks": json.dumps(
-            [[span.start, span.end, span.heading, span.page] for span in content.chunks], ensure_ascii=False
+        **_spread("text", base64.b64encode(zlib.compress(content.text.encode("utf-8"), 9)).decode("ascii")),
+        **_spread(
+            "chunks",
+            json.dumps(
+                [[span.start, span.end, span.heading, span.page] for span in content.chunks], ensure_ascii=False
+            ),
         ),
-        "heading_names": json.dumps(names, ensure_ascii=False),
+        **_spread("heading_names", json.dumps(names, ensure_ascii=False)),
     }
     if names:
-        metadata["headings"] = _pack(np.stack([content.headings[name] for name in names]))
+        metadata.update(_spread("headings", _pack(np.stack([content.headings[name] for name in names]))))
     return metadata
 
 
-def decode_content(metadata: Mapping[str, Any]) -> DocumentContent:
-    """The inverse of `encode_content`."""
-    text = zlib.decompress(base64.b64decode(str(metadata["text"]))).decode("utf-8")
+def _decode_content(metadata: Mapping[str, Any]) -> DocumentContent:
+    """The inverse of `_encode_content`."""
+    text = zlib.decompress(base64.b64decode(_gather(metadata, "text"))).decode("utf-8")
     spans = tuple(
         ChunkSpan(int(start), int(end), str(heading), _optional_int(page))
-        for start, end, heading, page in json.loads(str(metadata["chunks"]))
+        for start, end, heading, page in json.loads(_gather(metadata, "chunks"))
     )
-    names = json.loads(str(metadata.get("heading_names", "[]")))
-    vectors = _unpack(str(metadata["headings"])) if names else np.zeros((0, 0), dtype=np.float32)
+    names = json.loads(_gather(metadata, "heading_names") or "[]")
+    vectors = _unpack(_gather(metadata, "headings")) if names else np.zeros((0, 0), dtype=np.float32)
     return DocumentContent(text, spans, dict(zip(names, vectors, strict=True)))
+
+
+# Chroma indexes every metadata string in SQLite (key, value); an index entry longer than about 1,000 bytes spills
+# into an overflow page of its own, mostly empty, so long values are kept in parts of at most this many characters
+# (measured on the BBC News corpus: the index of the sentence vectors shrank from 2.5 times their size to 1.1).
+_PART_CHARS = 900
+
+
+def _spread(key: str, value: str) -> dict[str, str]:
+    """`value` under `key`, `key.1`, `key.2`, ... in parts of at most `_PART_CHARS`."""
+    parts = [value[begin : begin + _PART_CHARS] for begin in range(0, len(value), _PART_CHARS)] or [""]
+    return {(key if index == 0 else f"{key}.{index}"): part for index, part in enumerate(parts)}
+
+
+def _gather(metadata: Mapping[str, Any], key: str) -> str:
+    """The value `_spread` kept under `key` ("" when absent)."""
+    if key not in metadata:
+        return ""
+    parts = [str(metadata[key])]
+    index = 1
+    while f"{key}.{index}" in metadata:
+        parts.append(str(metadata[f"{key}.{index}"]))
+        index += 1
+    return "".join(parts)
 
 
 def _feed_metadata(state: FeedState) -> dict[str, str]:
@@ -748,42 +776,22 @@ def _chunk_metadata(chunk: Chunk, sentences: ChunkSentences | None = None) -> di
     }
     if sentences is not None:
         # The sentences ride in the chunk's own record: written and deleted with it, never out of step with it.
-        metadata["sentences"] = _pack_sentences(sentences.spans, sentences.vectors)
+        metadata.update(_spread("sentences", _pack_sentences(sentences.spans, sentences.vectors)))
     return metadata
 
 
 # -- vectors in metadata -----------------------------------------------------------------------------------------
-# Chroma's metadata holds text only. Vectors are kept as 8-bit integers with one float32 scale per vector (the
-# vector's largest magnitude / 127): a quarter of float32's size, and a cosine above 0.9999 to the original.
+# Chroma's metadata holds text only: vectors are packed by `bot.vectors` (6 bits a value) and kept as base64.
 
 _SENTENCES_FORMAT = 1
 
 
-def _quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
-    scales = np.maximum(np.abs(matrix).max(axis=1), 1e-12) / 127.0
-    return np.round(matrix / scales[:, None]).astype(np.int8), scales.astype("<f4")
-
-
-def _dequantize(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    vectors = values.astype(np.float32) * scales[:, None]
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
-
-
 def _pack(vectors: np.ndarray) -> str:
-    """Rows of unit vectors as text: count and dimension, the scales, then the 8-bit values."""
-    values, scales = _quantize(vectors)
-    header = struct.pack("<II", *values.shape)
-    return base64.b64encode(header + scales.tobytes() + values.tobytes()).decode("ascii")
+    return base64.b64encode(vectors_module.pack(vectors)).decode("ascii")
 
 
 def _unpack(packed: str) -> np.ndarray:
-    raw = base64.b64decode(packed)
-    count, dimension = struct.unpack_from("<II", raw)
-    scales = np.frombuffer(raw, dtype="<f4", count=count, offset=8)
-    values = np.frombuffer(raw, dtype=np.int8, count=count * dimension, offset=8 + 4 * count)
-    return _dequantize(values.reshape(count, dimension), scales)
+    return vectors_module.unpack(base64.b64decode(packed))
 
 
 def _pack_sentences(spans: Sequence[tuple[int, int, bool]], vectors: np.ndarray) -> str:
@@ -798,7 +806,7 @@ def _stored_sentences(
 ) -> tuple[tuple[tuple[int, int, bool], ...], np.ndarray, np.ndarray | None] | None:
     """(spans, sentence vectors, heading vector or None) of a chunk record, in either format it was written in."""
     if "sentences" in metadata:
-        places, _, packed = str(metadata["sentences"]).partition("|")
+        places, _, packed = _gather(metadata, "sentences").partition("|")
         raw = base64.b64decode(places)
         _, count = struct.unpack_from("<BI", raw)
         values = struct.unpack_from(f"<{3 * count}I", raw, 5)
