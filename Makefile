@@ -8,24 +8,18 @@ STAMP := $(VENV)/.installed
 .PHONY: setup run test bench lint format clean
 
 setup: $(STAMP)
+	@:  # a recipe, so that make has nothing to say when nothing changed
 
 $(STAMP): pyproject.toml
-	@if test -x $(BIN)/python; then \
-		echo "Updating citebot in $(VENV) (pyproject.toml changed)…"; \
-	else \
-		echo "Installing citebot into $(VENV) (first time only, about two minutes)…"; \
-		$(PYTHON) -m venv $(VENV); \
-	fi
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup
+	@touch $(STAMP)
 
 run: setup
 	$(BIN)/citebot ingest corpus/
 	$(BIN)/citebot run
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 bench: setup
 	$(BIN)/python -m bench

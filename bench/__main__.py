@@ -25,6 +25,8 @@ BENCHMARKS: dict[str, str] = {
     "latency": "bench.latency",
     "startup": "bench.startup",
     "questionlog": "bench.questionlog",
+    "learn": "bench.learn",
+    "scale": "bench.scale",
 }
 
 _NOT_BENCHMARKS = {"__init__", "__main__", "common"}

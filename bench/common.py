@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -210,10 +211,14 @@ class ChildResult:
 
 
 def run_child(
-    command: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None, quiet: bool = False
+    command: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    quiet: bool = False,
+    stdout: Path | None = None,
 ) -> ChildResult:
-    """Run a command (its output goes to ours, or nowhere when `quiet`) and return its exit code, wall time and its
-    own peak RSS.
+    """Run a command (its output goes to ours, or nowhere when `quiet`; its standard output to the file `stdout`
+    when given) and return its exit code, wall time and its own peak RSS.
 
     `os.wait4` gives the resource usage of exactly this child, unlike RUSAGE_CHILDREN, which is the maximum
     over every child this process ever waited for.
@@ -222,13 +227,15 @@ def run_child(
     sys.stderr.flush()
     started = time.perf_counter()
     output = subprocess.DEVNULL if quiet else None
-    process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=output, stderr=output)
-    try:
-        _, status, usage = os.wait4(process.pid, 0)
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(stdout.open("wb")) if stdout is not None else output
+        process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=handle, stderr=output)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
     returncode = os.waitstatus_to_exitcode(status)
     process.returncode = returncode  # reaped by wait4: keep Popen from waiting on it again
     wall = time.perf_counter() - started

@@ -1,7 +1,7 @@
 """The question log and the console's coverage gaps: what recording costs an answer, how many rows several
 processes write, and how long grouping the misses by meaning takes. Figures only, no assertions.
 
-- record: wall time of `FeedbackStore.record_answer` (the one call every adapter makes after answering), per call,
+- record: wall time of `QuestionLog.record_answer` (the one call every adapter makes after answering), per call,
   while its writer thread is busy writing; then how long the queued rows take to reach the disk.
 - writers: N processes (spawned) each record M answers and a vote on every fifth; rows per second over the run,
   and the rows found afterwards against the rows written (lost rows would show here).
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.common import BBC_NEWS, load_average, print_machine
 from bot.coverage import find_gaps
-from bot.feedback import FeedbackStore, StoredAnswer
+from bot.question_log import QuestionLog, StoredAnswer
 from bot.types import Answer, Citation
 
 _QUOTE = "Because Seoul works as neutral staging ground and a practical stop on the way to the Beijing summit."
@@ -36,7 +36,7 @@ def _answer(question: str) -> Answer:
 
 def bench_record(rows: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        store = FeedbackStore(Path(folder) / "log.sqlite3")
+        store = QuestionLog(Path(folder) / "log.sqlite3")
         answers = [_answer(f"question {index}") for index in range(rows)]
         timings: list[float] = []
         started = time.perf_counter()
@@ -57,7 +57,7 @@ def bench_record(rows: int) -> None:
 
 
 def _writer(path: str, worker: int, count: int) -> None:
-    store = FeedbackStore(Path(path))
+    store = QuestionLog(Path(path))
     for index in range(count):
         answer_id = store.record_answer(_answer(f"worker {worker} question {index}"), "cli", user_id=worker)
         if index % 5 == 0 and answer_id is not None:
@@ -68,7 +68,7 @@ def _writer(path: str, worker: int, count: int) -> None:
 def bench_writers(processes: int, per_process: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "log.sqlite3"
-        FeedbackStore(path).count()  # create the file before the race
+        QuestionLog(path).count()  # create the file before the race
         context = multiprocessing.get_context("spawn")
         workers = [context.Process(target=_writer, args=(str(path), w, per_process)) for w in range(processes)]
         started = time.perf_counter()
@@ -77,7 +77,7 @@ def bench_writers(processes: int, per_process: int) -> None:
         for worker in workers:
             worker.join()
         seconds = time.perf_counter() - started
-        found = FeedbackStore(path).count()
+        found = QuestionLog(path).count()
         expected = processes * per_process
         print(f"writers  {processes} processes x {per_process} answers (+ a vote on every fifth) in {seconds:.1f} s")
         print(f"         (process start-up included): {expected / seconds:,.0f} answers/s; {found} of {expected} found")

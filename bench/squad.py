@@ -15,12 +15,14 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import SHARED_DATA, require_data
 from bot.config import Settings
 from bot.corpus import Corpus
+from bot.embeddings import create_embedder
 from bot.engine import Engine
 from bot.keyword import terms
 from bot.types import Chunk
@@ -78,11 +80,14 @@ def build_engine(dataset: Path, split: str, workdir: Path) -> tuple[Engine, list
     return engine, questions, time.perf_counter() - started
 
 
-def index_folder(folder: Path, data_dir: Path, warm: bool = True) -> Engine:
-    """An engine with the real model over `folder`, ingested into `data_dir` (unchanged files are not re-embedded);
-    `warm=False` leaves the answerer's models unloaded (training builds them)."""
+def index_folder(folder: Path | Sequence[Path], data_dir: Path, warm: bool = True) -> Engine:
+    """An engine with the real model over `folder` (or several), ingested into `data_dir` (unchanged files are not
+    re-embedded); `warm=False` leaves the answerer's models unloaded (training builds them)."""
     engine = Engine(Settings(data_dir=data_dir, _env_file=None))  # type: ignore[call-arg]
-    IngestPipeline(engine.store, engine.embedder).run([folder])
+    folders = [folder] if isinstance(folder, Path) else list(folder)
+    report = IngestPipeline(engine.store, create_embedder()).run(folders)
+    if report.chunks_written:
+        print(f"  indexed {report.chunks_written} chunks from {len(folders)} folder(s) in {report.seconds:.0f} s")
     if warm:
         engine.warm_up()
     return engine

@@ -1,18 +1,19 @@
 """Train the extractive answerer's sentence ranker and confidence model: `python -m bench train`.
 
-Data (development data only; SQuAD's held-out half is never read):
-- SQuAD v1.1 and v2.0 (half) development split: even articles. A sentence is positive when it contains a gold
+Data (development data only; SQuAD's held-out half, odd-numbered BBC articles and the held-aside question sets
+are never read):
+- the seed question sets `devset.jsonl` and `natural_dev.jsonl` and the chat-style `casual_dev.jsonl`, on the seed
+  articles; follow-ups are read as the engine reads them (alone, and with the previous question folded in);
+- `news_dev.jsonl`: questions about even-numbered BBC News stories, a third asking what the story does not say,
+  on the seed articles + all 2,225 BBC articles (what a real news corpus looks like);
+- SQuAD v1.1 and v2.0 (half) development split (even articles): a sentence is positive when it holds a gold
   answer; v2.0's unanswerable questions have none.
-- The seed question sets `tests/data/devset.jsonl` and `tests/data/natural_dev.jsonl`: a sentence is positive
-  when it contains an evidence string; follow-ups are read both alone and with the previous question folded in,
-  as the engine reads them.
-
-Each question is retrieved with the engine (k = 5) and every candidate sentence gets the answerer's own features
-(`bot.answering.sentences`), so training sees exactly what answering sees. Every question is judged once by models
-that did not train on it (four folds): those out-of-fold scores train the confidence model, Platt scaling maps its
-output to a probability, and the decision thresholds are chosen on the seed questions' probabilities; the shipped
-models then train on everything. Everything is seeded and single-threaded, so a rerun writes the same
-files (`bot/answering/model/`).
+A sentence is positive when it contains an evidence string. Each question is retrieved with the engine and every
+candidate gets the answerer's own features, so training sees exactly what answering sees; `bot.answering.training`
+then trains both models (out-of-fold figures, Platt scaling, decision levels per kind of question) and this script
+writes them to `bot/answering/model/`, with the common-words list grounding reads and the small training set
+`citebot train` starts from (`model/training.npz`, `bot.learning`: the shipped models are trained on exactly that
+file). Seeded and single-threaded: a rerun writes the same files.
 
     python -m bench train [-- --workdir DIR --limit N]
 """
@@ -20,9 +21,8 @@ files (`bot/answering/model/`).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import pickle
+import random
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -31,142 +31,98 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import DEVELOPMENT_SETS, QUESTION_SETS, SEED_CORPUS, require_data
+from bench.common import BBC_NEWS, DEVELOPMENT_SETS, QUESTION_SETS, SEED_CORPUS, bbc_folders, require_data
 from bench.squad import DATA, index_folder, write_articles
-from bot.answering.grounding import COMMON_WORDS_FILE, RARE_ZIPF
-from bot.answering.scorer import (
-    CONFIDENCE_FEATURES,
-    CONFIDENCE_FILE,
-    META_FILE,
-    MODEL_DIR,
-    RANKER_FILE,
-    confidence_row,
-)
-from bot.answering.sentences import CATEGORICAL, FEATURES
-from bot.engine import Engine, readings
-from bot.evaluation import expected_calibration_error, load_cases
+from bot.answering.scorer import MODEL_DIR
+from bot.answering.training import SEED, Group, train
+from bot.engine import Engine
+from bot.evaluation import load_cases
+from bot.learning import SHIPPED_DATA, load_shipped, save_shipped
+from bot.lexicon import COMMON_WORDS, COMMON_ZIPF, ENGLISH_WORDS, ENGLISH_ZIPF
 from bot.types import Turn
 
-SEED_SETS = tuple(QUESTION_SETS / name for name in DEVELOPMENT_SETS)
-# The seed questions are what citebot is for; SQuAD is many times larger, so each seed question counts this much
-# for the confidence (which must fit the questions people ask) and less for the ranker (which learns as much from
-# SQuAD, and over-fits the few seed questions when they weigh more).
-SEED_WEIGHT = 8.0
-RANKER_SEED_WEIGHT = 2.0
-SEED = 7
-
-RANKER_PARAMS = {
-    "objective": "lambdarank",
-    "metric": "ndcg",
-    "eval_at": [1],
-    "learning_rate": 0.05,
-    "num_leaves": 15,
-    "min_data_in_leaf": 20,
-    "feature_fraction": 0.9,
-    "bagging_fraction": 0.9,
-    "bagging_freq": 1,
-    "lambda_l2": 1.0,
-    "num_threads": 1,
-    "deterministic": True,
-    "force_row_wise": True,
-    "seed": SEED,
-    "verbosity": -1,
-}
-RANKER_ROUNDS = 300
-CONFIDENCE_PARAMS = {
-    "objective": "binary",
-    "learning_rate": 0.05,
-    "num_leaves": 7,
-    "min_data_in_leaf": 40,
-    "feature_fraction": 0.9,
-    "bagging_fraction": 0.9,
-    "bagging_freq": 1,
-    "lambda_l2": 5.0,
-    "num_threads": 1,
-    "deterministic": True,
-    "force_row_wise": True,
-    "seed": SEED,
-    "verbosity": -1,
-}
-CONFIDENCE_ROUNDS = 200
-FOLDS = 4
+# How much one question of each kind counts, for the confidence model (which must fit the questions people ask:
+# SQuAD is many times larger) and for the ranker (which learns as much from SQuAD, and over-fits the few seed
+# questions when they weigh more).
+WEIGHTS = {"seed": 8.0, "casual": 8.0, "news": 4.0, "squad1": 1.0, "squad2": 1.0}
+RANKER_WEIGHTS = {"seed": 8.0, "casual": 8.0, "news": 8.0, "squad1": 1.0, "squad2": 1.0}
+SOURCES = ("seed", "casual", "news", "squad1", "squad2")
+# SQuAD questions shipped (a sample; every question of the other sets is): the models learn as much from this many,
+# measured out of fold, and the file `citebot train` starts from stays small (1.6 MB).
+SHIPPED_SQUAD = {"squad1": 1500, "squad2": 800}
 
 
-Item = tuple[str, tuple[Turn, ...], Sequence[str], bool]  # question, history, gold strings, answerable
-
-
-@dataclass
-class Group:
-    """One question as the answerer sees it: candidate feature rows and which candidates answer."""
-
-    source: str
+@dataclass(frozen=True)
+class Item:
     question: str
-    features: np.ndarray
-    labels: np.ndarray
+    history: tuple[Turn, ...]
+    gold: Sequence[str]
     answerable: bool
-    weight: float = 1.0
-
-
-def _stable_fraction(text: str) -> float:
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    fold_key: str = ""  # the questions about one article share a fold
 
 
 def collect(engine: Engine, items: Iterable[Item], source: str) -> list[Group]:
-    """Groups for (question, history, gold strings, answerable) items, every reading of each."""
+    """Groups for the items, every reading of each (as the engine reads them)."""
     answerer = engine.extractive
     groups = []
-    for text, history, gold, answerable in items:
-        for question in readings(text, history, engine.settings.top_k):
+    for item in items:
+        for question in engine.readings(item.question, item.history):
             if question.more:
                 continue
             retrieval = engine.retrieve(question, engine.settings.top_k)
             found, _ = answerer.candidates(retrieval)
             if not found:
                 continue
-            labels = np.asarray([answerable and any(g in c.quote for g in gold) for c in found], dtype=np.float32)
+            gold = item.gold if item.answerable else ()
+            labels = np.asarray([any(g in c.quote for g in gold) for c in found], dtype=np.float32)
             groups.append(
                 Group(
                     source,
                     question.search_text,
                     np.stack([c.features for c in found]),
                     labels,
-                    answerable,
+                    item.answerable,
+                    weight=WEIGHTS[source],
+                    ranker_weight=RANKER_WEIGHTS[source],
+                    fold_key=item.fold_key,
                 )
             )
     return groups
 
 
 def squad_items(dataset: Path, corpus: Path) -> list[Item]:
-    questions = write_articles(dataset, "dev", corpus)
-    items: list[Item] = []
-    for question in questions:
-        items.append((question.question, (), question.answers, not question.impossible))
-    return items
+    return [
+        Item(question.question, (), question.answers, not question.impossible)
+        for question in write_articles(dataset, "dev", corpus)
+    ]
 
 
-def seed_items() -> list[Item]:
-    items: list[Item] = []
-    for path in SEED_SETS:
-        for case in load_cases(path):
-            items.append((case.question, case.history, case.evidence, not case.unanswerable))
-    return items
+def case_items(names: Sequence[str], by_document: bool = False) -> list[Item]:
+    return [
+        Item(case.question, case.history, case.evidence, not case.unanswerable, case.doc if by_document else "")
+        for name in names
+        for case in load_cases(QUESTION_SETS / name)
+    ]
 
 
 def build_groups(workdir: Path, limit: int | None) -> list[Group]:
     """Every source's groups, each cached in `workdir` (delete `<source>.pickle` to collect it again)."""
     groups: list[Group] = []
-    for source in ("seed", "squad1", "squad2"):
+    for source in SOURCES:
         cache = workdir / f"{source}.pickle"
         if cache.exists():
             with cache.open("rb") as handle:
                 groups += pickle.load(handle)
             continue
         started = time.perf_counter()
-        if source == "seed":
+        if source in ("seed", "casual"):
             engine = index_folder(SEED_CORPUS, workdir / "seed", warm=False)
-            found = collect(engine, seed_items(), source)
-            for group in found:
-                group.weight = SEED_WEIGHT
+            names = DEVELOPMENT_SETS if source == "seed" else ("casual_dev.jsonl",)
+            found = collect(engine, case_items(names), source)
+        elif source == "news":
+            require_data(*bbc_folders(BBC_NEWS))
+            engine = index_folder([SEED_CORPUS, *bbc_folders(BBC_NEWS)], workdir / "news", warm=False)
+            found = collect(engine, case_items(("news_dev.jsonl",), by_document=True), source)
         else:
             dataset = DATA / ("dev-v1.1.json" if source == "squad1" else "dev-v2.0-half.json")
             corpus = workdir / source / "corpus"
@@ -175,175 +131,61 @@ def build_groups(workdir: Path, limit: int | None) -> list[Group]:
             if limit:
                 items = items[:: max(1, len(items) // limit)]
             engine = index_folder(corpus, workdir / source / "data", warm=False)
-            print(f"  {source}: indexed in {time.perf_counter() - started:.0f} s; collecting {len(items)} questions")
+            print(f"  {source}: collecting {len(items)} questions")
             found = collect(engine, items, source)
-        print(f"  {source}: {len(found)} question readings in {time.perf_counter() - started:.0f} s")
+        print(f"  {source}: {len(found)} question readings in {time.perf_counter() - started:.0f} s", flush=True)
         with cache.open("wb") as handle:
             pickle.dump(found, handle)
         groups += found
     return groups
 
 
-# -- training -----------------------------------------------------------------------------------------------------
+def shipped_sample(groups: Sequence[Group]) -> list[Group]:
+    """What ships with citebot: every question of the seed, casual and news sets, a fixed sample of SQuAD's."""
+    chosen = [group for group in groups if group.source not in SHIPPED_SQUAD]
+    for source, count in SHIPPED_SQUAD.items():
+        pool = [group for group in groups if group.source == source]
+        chosen += random.Random(SEED).sample(pool, min(count, len(pool)))
+    return chosen
 
 
-def _lgb() -> object:
-    import lightgbm
-
-    return lightgbm
-
-
-def train_ranker(groups: Sequence[Group]) -> object:
-    lightgbm = _lgb()
-    ranked = [g for g in groups if g.labels.any() and len(g.labels) > 1]
-    data = lightgbm.Dataset(  # type: ignore[attr-defined]
-        np.concatenate([g.features for g in ranked]),
-        label=np.concatenate([g.labels for g in ranked]),
-        group=[len(g.labels) for g in ranked],
-        weight=np.concatenate([np.full(len(g.labels), min(g.weight, RANKER_SEED_WEIGHT)) for g in ranked]),
-        feature_name=list(FEATURES),
-        categorical_feature=list(CATEGORICAL),
-        free_raw_data=False,
-    )
-    return lightgbm.train(RANKER_PARAMS, data, num_boost_round=RANKER_ROUNDS)  # type: ignore[attr-defined]
-
-
-def _fold(group: Group) -> int:
-    return int(_stable_fraction(group.source + group.question) * FOLDS)
-
-
-def cross_fitted_scores(groups: Sequence[Group]) -> list[np.ndarray]:
-    """Ranker scores for every group from a ranker that did not train on it (k-fold), for the confidence model."""
-    folds = [_fold(g) for g in groups]
-    scores: list[np.ndarray] = [np.zeros(0)] * len(groups)
-    for fold in range(FOLDS):
-        model = train_ranker([g for g, f in zip(groups, folds, strict=True) if f != fold])
-        for index, (group, f) in enumerate(zip(groups, folds, strict=True)):
-            if f == fold:
-                scores[index] = np.asarray(model.predict(group.features, num_threads=1))  # type: ignore[attr-defined]
-    return scores
-
-
-def confidence_rows(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.stack([confidence_row(g.features, s) for g, s in zip(groups, scores, strict=True)])
-    labels = np.asarray([g.labels[int(np.argmax(s))] for g, s in zip(groups, scores, strict=True)], dtype=np.float32)
-    return rows, labels
-
-
-def train_confidence(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> object:
-    lightgbm = _lgb()
-    rows, labels = confidence_rows(groups, scores)
-    data = lightgbm.Dataset(  # type: ignore[attr-defined]
-        rows,
-        label=labels,
-        weight=np.asarray([g.weight for g in groups]),
-        feature_name=list(CONFIDENCE_FEATURES),
-        categorical_feature=list(CATEGORICAL),
-        free_raw_data=False,
-    )
-    return lightgbm.train(CONFIDENCE_PARAMS, data, num_boost_round=CONFIDENCE_ROUNDS)  # type: ignore[attr-defined]
-
-
-def fit_platt(raw: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-    """Slope and intercept of the logistic map raw score -> probability, by weighted Newton steps."""
-    slope, intercept = 1.0, 0.0
-    for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(slope * raw + intercept)))
-        gradient = np.asarray([np.sum(weights * (p - labels) * raw), np.sum(weights * (p - labels))])
-        w = weights * p * (1 - p)
-        hessian = np.asarray([[np.sum(w * raw * raw), np.sum(w * raw)], [np.sum(w * raw), np.sum(w)]])
-        hessian += np.eye(2) * 1e-6
-        step = np.linalg.solve(hessian, gradient)
-        slope, intercept = slope - float(step[0]), intercept - float(step[1])
-        if np.abs(step).max() < 1e-9:
-            break
-    return slope, intercept
-
-
-def top1(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> float:
-    answerable = [(g, s) for g, s in zip(groups, scores, strict=True) if g.labels.any()]
-    return sum(g.labels[int(np.argmax(s))] for g, s in answerable) / max(1, len(answerable))
-
-
-def choose_thresholds(groups: Sequence[Group], probabilities: np.ndarray) -> dict[str, float]:
-    """On the seed questions: the lowest `answer` level at which at most 15 % of the unanswerable questions would
-    be answered by confidence alone (the grounding check and the choice of reading hold back more of them);
-    `relevant`, the passage similarity below which nothing is on topic, keeps answerable questions out of `none`
-    (at most 2 % of them)."""
-    seed = [i for i, g in enumerate(groups) if g.source == "seed"]
-    unanswerable = sorted(probabilities[i] for i in seed if not groups[i].answerable)
-    cut = unanswerable[int(np.floor(0.85 * len(unanswerable)))] if unanswerable else 0.5
-    answer = float(min(0.9, max(0.3, cut + 1e-6)))
-    column = FEATURES.index("passage_similarity")
-    similarities = sorted(
-        float(groups[i].features[:, column].max()) for i in seed if groups[i].answerable and groups[i].labels.any()
-    )
-    relevant = similarities[int(0.02 * len(similarities))] - 0.01 if similarities else 0.2
-    return {"answer": round(answer, 4), "relevant": round(float(relevant), 4)}
-
-
-def report(name: str, groups: Sequence[Group], scores: Sequence[np.ndarray], probabilities: np.ndarray) -> None:
-    labels = np.asarray([g.labels[int(np.argmax(s))] for g, s in zip(groups, scores, strict=True)])
-    scored = [(float(p), bool(hit)) for p, hit in zip(probabilities, labels, strict=True)]
-    print(
-        f"  {name:28s} {len(groups):5d} questions  top-1 {top1(groups, scores):.3f}  "
-        f"ECE {expected_calibration_error(scored):.3f}"
-    )
-
-
-def out_of_fold_confidence(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> np.ndarray:
-    """Raw confidence scores for every group from a confidence model that did not train on it (k-fold)."""
-    folds = [_fold(g) for g in groups]
-    raw = np.zeros(len(groups))
-    for fold in range(FOLDS):
-        inside = [i for i, f in enumerate(folds) if f != fold]
-        model = train_confidence([groups[i] for i in inside], [scores[i] for i in inside])
-        outside = [i for i, f in enumerate(folds) if f == fold]
-        rows, _ = confidence_rows([groups[i] for i in outside], [scores[i] for i in outside])
-        raw[outside] = model.predict(rows, raw_score=True, num_threads=1)  # type: ignore[attr-defined]
-    return raw
-
-
-def train(workdir: Path, limit: int | None, out: Path) -> None:
+def run(workdir: Path, limit: int | None, out: Path) -> None:
     started = time.perf_counter()
     groups = build_groups(workdir, limit)
-    print(f"{len(groups)} question readings collected in {time.perf_counter() - started:.0f} s")
-    # Every figure below is out of fold: for each question, from models that never trained on it.
-    crossed = cross_fitted_scores(groups)
-    raw = out_of_fold_confidence(groups, crossed)
-    _, labels = confidence_rows(groups, crossed)
-    weights = np.asarray([g.weight for g in groups])
-    slope, intercept = fit_platt(raw, labels, weights)
-    probabilities = 1.0 / (1.0 + np.exp(-(slope * raw + intercept)))
-    thresholds = choose_thresholds(groups, probabilities)
-    print("out of fold (each question judged by models that did not train on it):")
-    for source in ("seed", "squad1", "squad2"):
-        picked = [i for i, g in enumerate(groups) if g.source == source]
-        report(source, [groups[i] for i in picked], [crossed[i] for i in picked], probabilities[picked])
-    print(f"thresholds: {thresholds}; Platt slope {slope:.3f}, intercept {intercept:.3f}")
-
-    ranker = train_ranker(groups)
-    confidence = train_confidence(groups, crossed)
+    print(f"{len(groups)} question readings collected in {time.perf_counter() - started:.0f} s", flush=True)
+    # The models train on exactly what ships (features at 8 bits, `bot.learning`), so `citebot train` without
+    # labels writes these very files again.
     out.mkdir(parents=True, exist_ok=True)
-    ranker.save_model(str(out / RANKER_FILE))  # type: ignore[attr-defined]
-    confidence.save_model(str(out / CONFIDENCE_FILE))  # type: ignore[attr-defined]
-    meta = {
-        "features": list(FEATURES),
-        "platt": [round(slope, 6), round(intercept, 6)],
-        "thresholds": thresholds,
-        "trained_on": {source: sum(1 for g in groups if g.source == source) for source in ("seed", "squad1", "squad2")},
-    }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    write_common_words(out / COMMON_WORDS_FILE.name)
+    save_shipped(shipped_sample(groups), out / SHIPPED_DATA.name)
+    shipped = load_shipped(out / SHIPPED_DATA.name)
+    print(f"shipping {len(shipped)} question readings ({(out / SHIPPED_DATA.name).stat().st_size:,} bytes)")
+    trained = train(shipped, progress=lambda line: print(f"  training: {line}", flush=True))
+    print("out of fold (each question judged by models that did not train on it):")
+    for source, figures in trained.figures.items():
+        print(f"  {source:8s} " + "  ".join(f"{name} {value:.3f}" for name, value in figures.items()))
+    print(f"thresholds: {trained.thresholds}; Platt {trained.platt[0]:.3f}, {trained.platt[1]:.3f}")
+    trained.save(out)
+    write_word_lists()
     print(f"wrote {out} in {time.perf_counter() - started:.0f} s")
 
 
-def write_common_words(path: Path) -> None:
-    """The commonest English words by wordfreq (a development dependency only): what grounding never calls rare."""
+def write_word_lists() -> None:
+    """The English word lists of `bot/lexicon/`, from wordfreq (a development dependency only)."""
+    from importlib.metadata import version
+
     from wordfreq import top_n_list, zipf_frequency
 
-    common = sorted(w for w in top_n_list("en", 30_000) if w.isalpha() and zipf_frequency(w, "en") >= RARE_ZIPF)
-    path.write_text("\n".join(common) + "\n", encoding="utf-8")
+    found = [w for w in top_n_list("en", 200_000) if w.isalpha() and w.isascii()]
+    for path, level, what in (
+        (COMMON_WORDS, COMMON_ZIPF, "the commonest English words: grounding never calls one of them a rare noun"),
+        (ENGLISH_WORDS, ENGLISH_ZIPF, "English words: a question's word in this list is no misspelling to correct"),
+    ):
+        kept = sorted(w for w in found if zipf_frequency(w, "en") >= level)
+        header = (
+            f"# {what}.\n# Source: wordfreq {version('wordfreq')} (CC BY-SA 4.0), English words with a Zipf frequency"
+            f" of at least {level}; written by `python -m bench train`.\n"
+        )
+        path.write_text(header + "\n".join(kept) + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -355,10 +197,10 @@ def main() -> None:
     require_data(DATA / "dev-v1.1.json", DATA / "dev-v2.0-half.json")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        train(args.workdir, args.limit, args.out)
+        run(args.workdir, args.limit, args.out)
         return
     with tempfile.TemporaryDirectory(prefix="citebot-train-") as scratch:
-        train(Path(scratch), args.limit, args.out)
+        run(Path(scratch), args.limit, args.out)
 
 
 if __name__ == "__main__":

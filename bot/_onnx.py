@@ -157,8 +157,17 @@ class OnnxEmbedder:
                 self._loaded = _Loaded(folder)
             return self._loaded
 
+    def load(self) -> None:
+        _ = self._model
+
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         return self._model.embed(texts)
+
+    def embed_tokens(self, texts: list[str]) -> list[Any]:
+        """Each text's token vectors with their offsets (`bot.embeddings.TokenVectors`)."""
+        from bot.embeddings import TokenVectors
+
+        return [TokenVectors(*found) for found in self._model.embed_tokens(texts)]
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._model.embed([text])[0]
@@ -219,8 +228,26 @@ class _Loaded:
             vectors[batch] = self._forward([cleaned[i] for i in batch])
         return vectors
 
+    def embed_tokens(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(token vectors, their character offsets in each text, the pooled vector) per text."""
+        found = []
+        for begin in range(0, len(texts), BATCH_SIZE):
+            batch = texts[begin : begin + BATCH_SIZE]
+            leads = [len(text) - len(text.lstrip()) for text in batch]  # stripped below, as sentence-transformers does
+            cleaned = [text.strip().lower() if self.lower_case else text.strip() for text in batch]
+            encodings = self.tokenizer.encode_batch(cleaned)
+            tokens, pooled = self._run(encodings)
+            for index, (encoding, lead) in enumerate(zip(encodings, leads, strict=True)):
+                keep = np.array(encoding.attention_mask, dtype=bool)
+                offsets = np.array(encoding.offsets, dtype=np.int64)[keep] + lead
+                found.append((tokens[index][keep], offsets, pooled[index]))
+        return found
+
     def _forward(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(texts)
+        return self._run(self.tokenizer.encode_batch(texts))[1]
+
+    def _run(self, encodings: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The token vectors of a batch, and each text's pooled, normalized vector."""
         mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
         feeds: dict[str, Any] = {
             "input_ids": np.array([encoding.ids for encoding in encodings], dtype=np.int64),
@@ -234,4 +261,4 @@ class _Loaded:
             weights = mask[..., None].astype(np.float32)
             pooled = (tokens * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+        return tokens, np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)

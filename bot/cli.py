@@ -21,8 +21,18 @@ from bot.config import Settings, load_settings
 from bot.embeddings import Embedder, create_embedder, create_query_embedder, prepare_query_embedder
 from bot.errors import CitebotError, ConfigError, EmbeddingError, EmptyIndexError, QuestionError
 from bot.progress import announce, plain_progress, progress_reporter
-from bot.render import complain, render_answer, render_evaluation, render_ingest_report, render_sources, source_json
+from bot.render import (
+    complain,
+    plural,
+    render_answer,
+    render_evaluation,
+    render_ingest_report,
+    render_sources,
+    render_training,
+    source_json,
+)
 from bot.store import ChunkStore
+from bot.types import DEFAULT_QUOTES, MAX_QUOTES
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -42,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="citebot", description="Answers questions from a document corpus with cited, verbatim passages."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not `required`: without a command, `main` lists them all (argparse would only say that one is missing).
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ingest = _command(commands, "ingest", help="add, update and remove corpus documents in the index")
     add_ingest_arguments(ingest)
@@ -61,7 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask = _command(commands, "ask", help="answer a question (or one per line from stdin) with citations")
     ask.add_argument("question", nargs="*", help="the question; without it, read one question per line from stdin")
     ask.add_argument("--json", action="store_true", help="print the answer JSON (one line per answer)")
-    ask.add_argument("-k", type=_positive_int, default=None, metavar="N", help="quote at most N sentences (default 5)")
+    ask.add_argument(
+        "-k",
+        type=_quotes,
+        default=None,
+        metavar="N",
+        help=f"quote at most N sentences, 1 to {MAX_QUOTES} (default {DEFAULT_QUOTES})",
+    )
 
     _command(commands, "repl", help="ask questions interactively, with follow-ups")
     discord = _command(commands, "discord", help="run the Discord bot (needs DISCORD_TOKEN)")
@@ -74,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--declined", action="store_true", help="also the unvoted questions the bot declined (closest or none)"
     )
+    imported = _command(feedback_commands, "import", help="add labels from `citebot eval` JSONL lines")
+    imported.add_argument("file", type=Path, metavar="FILE.jsonl")
+    imported.add_argument("--by", default="import", metavar="NAME", help="who the labels are from (default: import)")
+    trainer = _command(commands, "train", help="retrain the answer models with the operators' labels")
+    trainer.add_argument("--run-id", default=None, help=argparse.SUPPRESS)  # the console's run, to report into
     web = _command(commands, "web", help="run the operator console (questions, gaps, citations in context)")
     web.add_argument("--host", default=None, help="address to bind (default: CITEBOT_WEB_HOST, else 127.0.0.1)")
     web.add_argument(
@@ -85,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("file", type=Path, metavar="FILE.jsonl")
     evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
     evaluate.add_argument(
-        "-k", type=_positive_int, default=None, metavar="N", help="quote at most N sentences; recall counts N passages"
+        "-k",
+        type=_quotes,
+        default=None,
+        metavar="N",
+        help=f"quote at most N sentences, 1 to {MAX_QUOTES} (default {DEFAULT_QUOTES})",
     )
     return parser
 
@@ -98,13 +124,13 @@ def _command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
+def _quotes(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 50:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; use 1 to 50")
+    if not 1 <= value <= MAX_QUOTES:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; use 1 to {MAX_QUOTES}")
     return value
 
 
@@ -136,7 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        args.usage_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        getattr(args, "usage_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -209,9 +238,12 @@ def run_sources(args: argparse.Namespace, settings: Settings) -> int:
 
     since, until = _day_bound(args.since, "--since"), _day_bound(args.until, "--until", end=True)
     store, _ = open_index(settings)
+    everything = store.documents()
+    if not everything:
+        raise EmptyIndexError(store.location)  # as for `ask`: exit 1, one line saying what to do
     records = [
         record
-        for record in sorted(store.documents().values(), key=lambda record: record.source)
+        for record in sorted(everything.values(), key=lambda record: record.source)
         if (not args.origin or record.origin in args.origin) and published_between(record.published, since, until)
     ]
     if args.json:
@@ -278,10 +310,8 @@ def open_engine(settings: Settings) -> Engine:
 
 
 def run_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.feedback import FeedbackStore
+    from bot.question_log import QuestionLog
 
-    engine = open_engine(settings)
-    question_log = FeedbackStore.for_settings(settings)  # written in the background, the rest at exit
     batch = not args.question
     if batch:
         if sys.stdin.isatty():
@@ -289,6 +319,18 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
         questions: Iterable[tuple[int, str]] = ((n, line.rstrip("\n")) for n, line in enumerate(sys.stdin, 1))
     else:
         questions = [(1, " ".join(args.question))]
+    try:
+        engine = open_engine(settings)
+    except CitebotError as exc:
+        if not args.json:
+            raise
+        # One object per question, as for a bad question: a reader of the JSON lines is told why, in them.
+        for _, question in questions:
+            if question.strip() or not batch:
+                print(json.dumps({"question": question, "error": str(exc)}, ensure_ascii=False), flush=True)
+        complain(str(exc))
+        return EXIT_FAILED
+    question_log = QuestionLog.for_settings(settings)  # written in the background, the rest at exit
     status = 0
     answered = 0
     for line_number, question in questions:
@@ -348,12 +390,61 @@ def run_discord(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_feedback(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.feedback import export_command
+    from bot.question_log import export_command
 
+    if args.feedback_command == "import":
+        return run_import(args, settings)
     if args.output is None:
         return export_command(settings, sys.stdout, args.votes, args.declined)
     with args.output.open("w", encoding="utf-8") as output:
         return export_command(settings, output, args.votes, args.declined)
+
+
+def run_import(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.evaluation import load_cases
+    from bot.learning import import_labels
+    from bot.question_log import QuestionLog
+
+    cases = load_cases(args.file)
+    log = QuestionLog.for_settings(settings)
+    if not log.enabled:
+        raise UsageError("the question log is off (CITEBOT_QUESTION_LOG=false): labels have nowhere to go")
+    imported = import_labels(open_engine(settings), log, cases, args.by)
+    print(
+        f"Imported {plural(imported.answers, 'answering sentence')} and "
+        f"{plural(imported.unanswerable, 'unanswerable question')} from {args.file}"
+    )
+    for question in imported.not_found:
+        complain(f"no sentence of the corpus holds the evidence of: {question}")
+    return EXIT_FAILED if imported.not_found else 0
+
+
+def run_train(args: argparse.Namespace, settings: Settings) -> int:
+    """`citebot train`: see `bot.learning`. The run is recorded in the question log (the console shows it)."""
+    import os
+
+    from bot.learning import retrain
+    from bot.question_log import QuestionLog
+
+    log = QuestionLog.for_settings(settings)
+    run_id = args.run_id or log.start_training("citebot train", os.getpid())
+    if run_id is None:
+        raise UsageError("another training run is running (see the console's Quality page); wait for it to end")
+    log.update_training(run_id, message="starting", pid=os.getpid())
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)  # a line per step: the run takes minutes
+        log.update_training(run_id, message=line)
+
+    try:
+        outcome = retrain(open_engine(settings), log, progress)
+    except BaseException as exc:
+        log.update_training(run_id, message=f"failed: {exc}", status="failed")
+        raise
+    status = "published" if outcome.version else "kept"
+    log.update_training(run_id, message=outcome.message, status=status, outcome=outcome.to_json())
+    render_training(outcome)
+    return 0
 
 
 def run_web(args: argparse.Namespace, settings: Settings) -> int:
@@ -385,4 +476,9 @@ _COMMANDS = {
     "web": run_web,
     "run": run_default,
     "watch": run_watch,
+    "train": run_train,
 }
+
+
+if __name__ == "__main__":  # `python -m bot.cli`: how the console starts `citebot train` in a process of its own
+    sys.exit(main())

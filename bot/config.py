@@ -253,6 +253,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an http(s) URL such as https://citebot.example.org")
         return value.rstrip("/")
 
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables that give them: a child process (`citebot train`, started
+        from the console) then works on the same index and data, whatever the parent was configured by."""
+        variables = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None or not isinstance(field.validation_alias, AliasChoices):
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            variables[str(field.validation_alias.choices[0])] = str(value)
+        return variables
+
     @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"

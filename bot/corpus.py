@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from bot.embeddings import Embedder
-from bot.keyword import KeywordIndex, KeywordView, terms, vocabulary
+from bot.keyword import KeywordIndex, KeywordView, stem, terms, vocabulary
 from bot.store import CALL_LIMIT, ChunkStore
 from bot.types import Chunk, ChunkSpan, DocumentContent, DocumentRecord, WebSource, embedding_text
 from bot.vectors import pack, unpack
@@ -149,6 +149,7 @@ class Corpus:
         self._word_writes: queue.SimpleQueue[tuple[list[str], np.ndarray] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._changed = threading.Event()  # set when a sync added documents (their words may need vectors)
+        self.listeners: list[Callable[[], None]] = []  # told, in the syncing thread, when the index changed
 
     # -- where the mirror lives ------------------------------------------------------------------------------
 
@@ -228,6 +229,8 @@ class Corpus:
             self.keyword.reload()
         self._seen_generation = generation
         self._loaded = True
+        for listener in self.listeners:
+            listener()
 
     @contextlib.contextmanager
     def _machine_lock(self, wait: bool) -> Iterator[bool]:
@@ -464,6 +467,11 @@ class Corpus:
             (prefix, prefix + "\U0010ffff", shortest, longest),
         )
         return [(str(word), int(count)) for word, count in rows]
+
+    def used_together(self, word: str, others: Sequence[str]) -> int:
+        """How many chunks use `word` together with one of `others` (words, not yet stemmed)."""
+        stems = [stem(other) for other in others if other != word]
+        return self.keyword_view().together(stem(word), stems) if stems else 0
 
     # -- word vectors -------------------------------------------------------------------------------------------
 

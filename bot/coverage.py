@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.feedback import StoredAnswer
+from bot.question_log import StoredAnswer
 
 # Cosine similarity above which two groups of questions are one topic. With all-MiniLM-L6-v2, rewordings of one
 # question score 0.6-0.9 and different questions about one broad subject 0.3-0.5.

@@ -167,7 +167,13 @@ _RELATIVE = re.compile(
     rf"\b(?:(?P<wd_mod>last|this|next|on|earlier on|late on)\s+)?(?P<weekday>{_WEEKDAY_PATTERN})\b"
     r"|\b(?P<day_word>yesterday|today|tomorrow|this morning|this afternoon|this evening|tonight|last night)\b"
     r"|\b(?:earlier\s+)?(?P<period_mod>this|last|next|earlier this)\s+(?P<period>week|month|year)\b"
-    rf"|\b(?P<month_mod>last|next|this|in|since|until|by|from)\s+(?P<month>{MONTH_PATTERN})(?!\s*\d)",
+    rf"|\b(?P<month_mod>last|next|this|in|since|until|by|from)\s+(?P<month>{MONTH_PATTERN})(?!\w)(?!\s*\d)",
+    re.I,
+)
+# A weekday or month followed by the full date is no relative phrase: "on Thursday 3 December 2026",
+# "on Friday, May 16", "until March 2027".
+_FULL_DATE_AFTER = re.compile(
+    rf"\.?,?\s*(?:the\s+)?(?:\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{MONTH_PATTERN}|{MONTH_PATTERN}\s+\d{{1,2}}\b|\d{{4}}\b)",
     re.I,
 )
 # Words that put a clause in the future: "will meet on Friday" is the coming Friday, not the last one.
@@ -184,6 +190,8 @@ def relative_dates(text: str, published: str | None) -> list[RelativeDate]:
     base = moment.date()
     found: list[RelativeDate] = []
     for match in _RELATIVE.finditer(text):
+        if _FULL_DATE_AFTER.match(text, match.end()):
+            continue  # the sentence gives the date itself
         # The tense of the phrase's own clause: "will be held this week, the organisers said on Monday".
         clause = re.split(r"[,;:.!?]", text[: match.start()])[-1]
         meaning = _resolve(match, base, future=bool(_FUTURE.search(clause)))

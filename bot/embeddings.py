@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +54,7 @@ __all__ = [
     "HashingEmbedder",
     "OnnxEmbedder",
     "SentenceTransformerEmbedder",
+    "TokenVectors",
     "Vectors",
     "create_embedder",
     "create_query_embedder",
@@ -69,6 +71,25 @@ MODELS_FOLDER = "models"
 Vectors = np.ndarray
 
 
+@dataclass(frozen=True)
+class TokenVectors:
+    """One text through the model: each token's contextual vector and its character offsets in the text ((0, 0)
+    for the special tokens), and the text's own vector (the mean of its tokens, normalized: what
+    `embed_documents` gives)."""
+
+    vectors: np.ndarray
+    offsets: np.ndarray
+    pooled: np.ndarray
+
+    def mean_over(self, start: int, end: int) -> np.ndarray | None:
+        """The normalized mean of the vectors of the tokens inside `text[start:end]` (None when there are none)."""
+        inside = (self.offsets[:, 0] >= start) & (self.offsets[:, 1] <= end) & (self.offsets[:, 1] > self.offsets[:, 0])
+        if not inside.any():
+            return None
+        mean = self.vectors[inside].mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
 class Embedder(Protocol):
     """Turns texts into unit-length vectors; `count_tokens` tells the splitter what the model will see."""
 
@@ -83,6 +104,13 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> Vectors: ...
 
     def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+    def load(self) -> None:
+        """Load the model now (the first embedding would), so that its time can be told apart."""
+
+    def embed_tokens(self, texts: list[str]) -> list[TokenVectors]:
+        """Each text's token vectors (ingestion: one pass gives a chunk's vector and its sentences')."""
+        ...
 
 
 def resolve_model_path(model: str) -> str:
@@ -173,6 +201,33 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> Vectors:
         return self.embed_documents([text])[0]
+
+    def load(self) -> None:
+        _ = self.model
+
+    def embed_tokens(self, texts: list[str]) -> list[TokenVectors]:
+        if not texts:
+            return []
+        model = self.model
+        # One dict of tensors per text (the library types the result as a single dict).
+        outputs: list[Any] = list(
+            model.encode(texts, batch_size=self._batch_size, output_value=None, convert_to_numpy=False)
+        )
+        # The model strips each text before tokenizing: offsets are found on the stripped text, then shifted back.
+        leads = [len(text) - len(text.lstrip()) for text in texts]
+        offsets = model.tokenizer(
+            [text.strip() for text in texts],
+            return_offsets_mapping=True,
+            truncation=True,
+            max_length=int(model.max_seq_length or 512),
+        )["offset_mapping"]
+        found = []
+        for output, spans, lead in zip(outputs, offsets, leads, strict=True):
+            mask = output["attention_mask"].numpy().astype(bool)
+            tokens = output["token_embeddings"].float().numpy()[mask]
+            pooled = output["sentence_embedding"].float().numpy()
+            found.append(TokenVectors(tokens, np.asarray(spans[: len(tokens)], dtype=np.int64) + lead, pooled))
+        return found
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         self._read_folder()
@@ -355,6 +410,22 @@ class HashingEmbedder:
 
     def embed_query(self, text: str) -> Vectors:
         return self._vector(text)
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def embed_tokens(self, texts: list[str]) -> list[TokenVectors]:
+        """Each word as a token (its hashed vector), so a sentence's mean is the sentence's own hashed vector."""
+        self.calls += 1
+        found = []
+        for text in texts:
+            matches = list(_WORD.finditer(text.lower()))
+            vectors = (
+                np.stack([self._vector(m.group(0)) for m in matches]) if matches else np.zeros((0, self._dimension))
+            )
+            offsets = np.asarray([m.span() for m in matches], dtype=np.int64).reshape(-1, 2)
+            found.append(TokenVectors(vectors.astype(np.float32), offsets, self._vector(text)))
+        return found
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         # Roughly what a word-piece tokenizer gives for English prose, plus [CLS] and [SEP].

@@ -1,7 +1,9 @@
 """`citebot eval`: score the engine on questions with known evidence, and on questions the corpus cannot answer.
 
 A case is one JSONL line: `{"q": ..., "evidence": [...], "answer_any": [...]}` or `{"q": ..., "unanswerable": true}`,
-optionally with `"history": [{"q": ...}]` for follow-ups and a free-form `"kind"`.
+optionally with `"history": [{"q": ...}]` for follow-ups, a free-form `"kind"`, and `"doc"`: the end of the source
+path of the document the question is about (`"business/002.txt"`), for the share of questions whose first passage
+comes from it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Case:
     unanswerable: bool = False
     history: tuple[Turn, ...] = ()
     kind: str = ""
+    doc: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,14 @@ class EvaluationReport:
     evidence_any: int = 0
     answer_hits: int = 0
     answered: int = 0  # answerable questions answered confidently
+    answered_right: int = 0  # ... whose first quote holds evidence
     closest: int = 0  # answerable questions given the closest passage
     declined: int = 0  # answerable questions with support "none"
     unanswerable_answered: int = 0  # confident answers to questions the corpus cannot answer
     reciprocal_ranks: list[float] = field(default_factory=list)
     recall_hits: int = 0
+    with_document: int = 0  # answerable cases that name their document
+    document_first: int = 0  # ... whose first passage comes from it
     k: int = 5
     latencies_ms: list[float] = field(default_factory=list)
     confidences: list[tuple[float, bool]] = field(default_factory=list)  # (confidence, first quote holds evidence)
@@ -68,12 +74,14 @@ class EvaluationReport:
             "evidence_anywhere": share(self.evidence_any, self.answerable),
             "answer_hit_rate": share(self.answer_hits, self.answerable),
             "answered_rate": share(self.answered, self.answerable),
+            "answered_precision": share(self.answered_right, self.answered),
             "closest_rate": share(self.closest, self.answerable),
             "declined_answerable": share(self.declined, self.answerable),
             "unanswerable_not_answered": share(self.unanswerable - self.unanswerable_answered, self.unanswerable),
             "unanswerable_answered": share(self.unanswerable_answered, self.unanswerable),
             "confidence_ece": expected_calibration_error(self.confidences),
             f"recall@{self.k}": share(self.recall_hits, self.answerable),
+            "document_first": share(self.document_first, self.with_document),
             "mrr": statistics.fmean(self.reciprocal_ranks) if self.reciprocal_ranks else 0.0,
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p95_ms": _percentile(latencies, 95),
@@ -123,6 +131,7 @@ def load_cases(path: Path) -> list[Case]:
                     unanswerable=bool(raw.get("unanswerable", False)),
                     history=tuple(Turn(str(turn["q"]), str(turn.get("a", ""))) for turn in raw.get("history", ())),
                     kind=str(raw.get("kind", "")),
+                    doc=str(raw.get("doc", "")),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -131,7 +140,7 @@ def load_cases(path: Path) -> list[Case]:
 
 
 def run_evaluation(engine: Engine, cases: Sequence[Case], k: int | None = None) -> EvaluationReport:
-    report = EvaluationReport(k=k or engine.settings.top_k)
+    report = EvaluationReport(k=engine.settings.top_k)  # recall counts the passages retrieved
     for case in cases:
         answer: Answer = engine.ask(case.question, history=replay(engine, case.history, k), k=k)
         report.latencies_ms.append(answer.timings_ms.get("total", 0.0))
@@ -147,6 +156,7 @@ def run_evaluation(engine: Engine, cases: Sequence[Case], k: int | None = None) 
         report.answerable += 1
         report.confidences.append((answer.confidence, first))
         report.answered += answer.support == "answered"
+        report.answered_right += answer.support == "answered" and first
         report.closest += answer.support == "closest"
         report.declined += answer.support == "none"
         evidence_any = any(e in quote for e in case.evidence for quote in quotes)
@@ -164,10 +174,18 @@ def run_evaluation(engine: Engine, cases: Sequence[Case], k: int | None = None) 
             None,
         )
         report.recall_hits += rank is not None
+        if case.doc:
+            report.with_document += 1
+            report.document_first += bool(answer.retrieved) and _names(answer.retrieved[0].source, case.doc)
         report.reciprocal_ranks.append(1.0 / rank if rank else 0.0)
         if not first or answer.support != "answered":
             report.misses.append(Miss(case.question, f"{case.kind or 'answerable'}, {answer.support}", answer.text))
     return report
+
+
+def _names(source: str, doc: str) -> bool:
+    """Whether the source path ends with the document a case names ("business/002.txt")."""
+    return source.replace("\\", "/").endswith("/" + doc.lstrip("/")) or source == doc
 
 
 def replay(engine: Engine, history: Sequence[Turn], k: int | None) -> tuple[Turn, ...]:

@@ -105,6 +105,25 @@ class KeywordView:
     def knows(self, term: str) -> bool:
         return self.frequency(term) > 0
 
+    def together(self, term: str, others: Sequence[str]) -> int:
+        """How many chunks use `term` together with at least one of `others`."""
+        if self._searcher is None or not others:
+            return 0
+        import tantivy
+
+        query = tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Must, tantivy.Query.term_query(self._schema, _TERMS, term)),
+                (
+                    tantivy.Occur.Must,
+                    tantivy.Query.boolean_query(
+                        [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, _TERMS, o)) for o in others]
+                    ),
+                ),
+            ]
+        )
+        return int(self._searcher.search(query, 1, count=True).count or 0)
+
     def search(self, query_terms: Sequence[str], k: int) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the k best chunks for the query terms, best first."""
         if self._searcher is None or not query_terms or k <= 0 or not self.size:

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+log = logging.getLogger("citebot.progress")
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -40,12 +43,18 @@ class Reporter:
 
 @contextmanager
 def progress_reporter(enabled: bool = True) -> Iterator[Reporter]:
-    if not enabled:
-        yield Reporter(lambda stage, done, total: None)
-    elif sys.stderr.isatty():
+    """A progress bar on a terminal; in pipes and logs, progress is only logged at debug level (`citebot -v` shows
+    it); nothing with JSON output. (`citebot watch` prints progress lines of its own, `plain_progress`.)"""
+    if enabled and sys.stderr.isatty():
         yield from _rich_progress()
+    elif enabled:
+        yield Reporter(_log_progress)
     else:
-        yield Reporter(plain_progress())
+        yield Reporter(lambda stage, done, total: None)
+
+
+def _log_progress(stage: str, done: int, total: int) -> None:
+    log.debug("%s: %d/%d", _STAGE_LABELS.get(stage, stage), done, total)
 
 
 def _rich_progress() -> Iterator[Reporter]:

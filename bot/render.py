@@ -20,6 +20,7 @@ from bot.types import NO_ANSWER, Answer, Citation, DocumentRecord
 
 if TYPE_CHECKING:
     from bot.evaluation import EvaluationReport
+    from bot.learning import Outcome
     from ingest.pipeline import IngestReport
 
 console = Console(highlight=False)
@@ -107,8 +108,7 @@ def render_answer(answer: Answer, out: Console | None = None, heading: str | Non
         paragraph(out, f"{CLOSEST_FOOTER} · confidence {answer.confidence:.2f}", style="dim yellow")
     else:
         text = answer.text if answer.text.startswith(NO_ANSWER[:-1]) else f"{NO_ANSWER} {answer.text}".strip()
-        paragraph(out, text, style="yellow")
-        paragraph(out, f"confidence {answer.confidence:.2f}", style="dim")
+        paragraph(out, text, style="yellow")  # no confidence line: that marks a direct answer
     if answer.note:
         paragraph(out, f"note: {answer.note}", indent=INDENT, first="", style="dim")
     text = _INSERTION.sub("", answer.text)
@@ -124,6 +124,8 @@ def render_citation(out: Console, citation: Citation, show_quote: bool) -> None:
     if citation.published:
         title += f" (published {format_day(citation.published)})"
     paragraph(out, Text(title, style="bold"), indent=indent, first=marker)
+    if citation.context:  # the heading the quote leans on, beside it and never inside it
+        paragraph(out, Text(f"under “{' '.join(citation.context.split())}”", style="dim"), indent=indent)
     if show_quote:  # one paragraph: the passage's own line breaks would break the indent
         paragraph(out, Text(f"“{' '.join(citation.quote.split())}”", style="green"), indent=indent)
     relative = relative_dates(citation.quote, citation.published)
@@ -224,13 +226,40 @@ def render_ingest_report(report: IngestReport, location: str, out: Console | Non
         )
     elif report.chunks_written:
         rate = report.chunks_per_second
+        loaded = f"the model loaded in {report.model_seconds:.1f} s, then " if report.model_seconds >= 0.1 else ""
+        shown = f"{rate:.1f}" if rate < 10 else f"{rate:,.0f}"  # never a rate rounded to 0
         paragraph(
             out,
             f"{plural(report.chunks_written, 'chunk')} written in {report.seconds:.1f} s "
-            f"({rate:.0f} {'chunk' if round(rate) == 1 else 'chunks'}/s)",
+            f"({loaded}embedding {shown} chunks/s)",
         )
     else:
         paragraph(out, f"Nothing new to embed; done in {report.seconds:.1f} s.")
+
+
+def render_training(outcome: Outcome, out: Console | None = None) -> None:
+    """What `citebot train` did: the labelled questions, the figures before and after on those put aside, the
+    guard on the shipped question sets, and what became of the new model."""
+    from rich.table import Table
+
+    out = out or console
+    paragraph(
+        out,
+        f"{plural(outcome.labelled, 'labelled question')}, {outcome.aside} of them put aside to judge the new model"
+        + (f"; {plural(outcome.stale, 'label')} on documents that changed since (not used)" if outcome.stale else ""),
+    )
+    if outcome.before:
+        table = Table(title="on the labelled questions put aside")
+        table.add_column("figure")
+        table.add_column("before", justify="right")
+        table.add_column("after", justify="right")
+        for name, value in outcome.before.items():
+            if name != "questions":
+                table.add_row(name.replace("_", " "), f"{value:.3f}", f"{outcome.after[name]:.3f}")
+        out.print(table)
+    for source, figures in outcome.guard.items():
+        paragraph(out, f"first quote on the shipped {source} set: {figures['before']:.3f} -> {figures['after']:.3f}")
+    paragraph(out, outcome.message)
 
 
 def render_evaluation(report: EvaluationReport, out: Console | None = None) -> None:

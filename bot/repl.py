@@ -18,10 +18,10 @@ from rich.console import Console
 from bot.config import Settings
 from bot.embeddings import create_query_embedder
 from bot.errors import CitebotError, EmptyIndexError
-from bot.feedback import FeedbackStore
 from bot.progress import announce
+from bot.question_log import QuestionLog
 from bot.render import complain, paragraph, plural, render_answer, render_json, render_sources
-from bot.types import Turn
+from bot.types import DEFAULT_QUOTES, MAX_QUOTES, Turn
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -30,7 +30,7 @@ log = logging.getLogger("citebot.repl")
 
 PROMPT = "citebot> "
 HISTORY_FILE = "repl_history"
-MIN_K, MAX_K = 1, 50
+MIN_K, MAX_K = 1, MAX_QUOTES
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 HELP = f"""Type a question and press Enter; follow-ups use the conversation so far.
@@ -52,13 +52,13 @@ LineReader = Callable[[], str]  # returns one line; raises EOFError at the end, 
 class Repl:
     """The loop and its state: the conversation, k and the output mode."""
 
-    def __init__(self, engine: Engine, out: Console, err: Console, question_log: FeedbackStore) -> None:
+    def __init__(self, engine: Engine, out: Console, err: Console, question_log: QuestionLog) -> None:
         self.engine = engine
         self.question_log = question_log
         self.out = out
         self.err = err
         self.history: list[Turn] = []
-        self.k: int = engine.settings.top_k
+        self.k: int = DEFAULT_QUOTES
         self.json_mode = False
 
     def run(self, read_line: LineReader) -> int:
@@ -125,7 +125,7 @@ class Repl:
 
     def set_k(self, argument: str) -> None:
         if not argument:
-            self.info(f"At most {self.k} quotes per answer (change with :k N, {MIN_K} to {MAX_K}).")
+            self.info(f"At most {plural(self.k, 'quote')} per answer (change with :k N, {MIN_K} to {MAX_K}).")
             return
         try:
             value = int(argument)
@@ -135,7 +135,7 @@ class Repl:
             self.error(f":k needs a whole number from {MIN_K} to {MAX_K}, got {argument!r}")
             return
         self.k = value
-        self.info(f"At most {value} quotes per answer.")
+        self.info(f"At most {plural(value, 'quote')} per answer.")
 
     def info(self, message: str) -> None:
         paragraph(self.out, message, indent=4, first="", style="dim")
@@ -215,7 +215,7 @@ def main(settings: Settings) -> int:
     # Piped: the banner goes to stderr, so stdout holds only answers.
     (out if interactive else err).print(banner(len(documents), engine.store.location), markup=False, soft_wrap=True)
     read_line = terminal_reader(settings.data_dir / HISTORY_FILE) if interactive else plain_reader
-    return Repl(engine, out, err, FeedbackStore.for_settings(settings)).run(read_line)
+    return Repl(engine, out, err, QuestionLog.for_settings(settings)).run(read_line)
 
 
 if __name__ == "__main__":  # pragma: no cover

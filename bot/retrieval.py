@@ -46,6 +46,7 @@ class Retrieval:
     hits: tuple[ScoredChunk, ...]
     keyword: KeywordView
     corpus: Corpus | None = None
+    confidence_cap: float = 1.0  # an answer from this retrieval is at most this confident (see `Engine.best_reading`)
 
 
 class HybridSearcher:

@@ -9,7 +9,10 @@ Three collections live in one Chroma database, embedded under `CITEBOT_DATA_DIR`
   `bot.corpus`, learns of removals by asking for what changed since it last looked); and one record per fetched
   feed or sitemap with its validators for conditional requests;
 - `<collection>__contents`: one record per document with its text (compressed), its chunks' offsets and headings,
-  and the vector of each heading: what a mirror needs to index a document, read only when one does.
+  and the vector of each heading: what a mirror needs to index a document, read only when one does;
+- `<collection>__models`: answer models trained on this index's operators' labels (`citebot train`), one record
+  per file of each version, and a record naming the version in use: every process answering from the index,
+  on any machine, switches to it.
 
 What the index does not hold, and why: no text is given to Chroma as a record's `document`, since Chroma indexes
 every document for full-text search (a trigram index three times the text) that citebot never queries; a chunk's
@@ -59,6 +62,7 @@ _STATE_ID = "__state__"
 _TOMBSTONES_ID = "__tombstones__"
 _FEED_PREFIX = "__feed__:"
 _GONE_PREFIX = "__gone__:"
+_CURRENT_MODEL_ID = "__current__"
 # The most ids, filter values or records one Chroma call carries: SQLite refuses a statement with more than 32,766
 # variables, and a call that grows with the corpus would also grow its memory and (with a server) its response.
 CALL_LIMIT = 500
@@ -110,6 +114,7 @@ class _Handles:
     chunks: Any
     documents: Any
     contents: Any
+    models: Any
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,7 @@ class ChunkStore:
             )
             documents = client.get_or_create_collection(f"{name}__documents", embedding_function=function)
             contents = client.get_or_create_collection(f"{name}__contents", embedding_function=function)
+            models = client.get_or_create_collection(f"{name}__models", embedding_function=function)
         except StoreError:
             raise
         except Exception as exc:
@@ -221,7 +227,7 @@ class ChunkStore:
                 f"cannot open the index ({self.location}): {_one_line(exc)}; check CITEBOT_CHROMA_HOST/"
                 "CITEBOT_CHROMA_PORT and CITEBOT_CHROMA_TOKEN"
             ) from exc
-        return _Handles(client, chunks, documents, contents)
+        return _Handles(client, chunks, documents, contents, models)
 
     def refresh(self) -> None:
         """Reopen an embedded index so vectors written by another process become searchable.
@@ -441,6 +447,11 @@ class ChunkStore:
             if metadata.get("kind") == "document":
                 hidden.append(replace(_record_from(doc_id, metadata), ready=False))
         self.put_documents(hidden)
+        # Chunks by id where the record says how many there are (a lookup, where a filter scans the metadata)...
+        chunk_ids = [f"{record.doc_id}:{position}" for record in hidden for position in range(record.chunks)]
+        for part in _batched(chunk_ids):
+            self._call("delete chunks", self._open().chunks.delete, ids=list(part))
+        # ...and by filter for what no record describes, or a run that died mid-write may have left.
         now = time.time()
         for part in _batched(list(doc_ids)):
             self._call("delete chunks", self._open().chunks.delete, where={"doc_id": {"$in": list(part)}})
@@ -527,6 +538,51 @@ class ChunkStore:
         client = self._open().client
         with contextlib.suppress(Exception):  # absent: nothing to do
             client.delete_collection(f"{self._settings.collection}__words")
+
+    # -- answer models --------------------------------------------------------------------------------------------
+
+    def put_answer_model(self, version: str, files: Mapping[str, bytes]) -> None:
+        """Keep the files of a trained answer model, then make it the one in use (and bump the generation, so
+        running engines notice)."""
+        for name, data in files.items():
+            packed = base64.b64encode(zlib.compress(data, 9)).decode("ascii")
+            self._call(
+                "write the answer model",
+                self._open().models.upsert,
+                ids=[f"{version}:{name}"],
+                embeddings=[_PLACEHOLDER_VECTOR],
+                metadatas=[{"kind": "file", "version": version, "name": name, **_spread("data", packed)}],
+            )
+        self.use_answer_model(version)
+
+    def use_answer_model(self, version: str | None) -> None:
+        """Answer with this trained version (None: the model shipped with citebot)."""
+        metadata = {"kind": "current", "version": version or "", "updated": time.time()}
+        self._call(
+            "write the answer model",
+            self._open().models.upsert,
+            ids=[_CURRENT_MODEL_ID],
+            embeddings=[_PLACEHOLDER_VECTOR],
+            metadatas=[metadata],
+        )
+        self._bump_generation()
+
+    def answer_model(self) -> str | None:
+        """The trained version in use, or None for the shipped model."""
+        result = self._call(
+            "read the answer model", self._open().models.get, ids=[_CURRENT_MODEL_ID], include=["metadatas"]
+        )
+        metadatas = result["metadatas"] or []
+        return (str(metadatas[0].get("version") or "") or None) if metadatas else None
+
+    def answer_model_files(self, version: str) -> dict[str, bytes]:
+        """The files of a trained version ({} when none is kept under that name)."""
+        found = self._pages("read the answer model", self._open().models, where={"version": version})
+        return {
+            str(metadata["name"]): zlib.decompress(base64.b64decode(_gather(metadata, "data")))
+            for _, metadata in found
+            if metadata.get("kind") == "file"
+        }
 
     # -- chunks --------------------------------------------------------------------------------------------
 
@@ -654,7 +710,7 @@ def _batched(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
 def _document_metadata(record: DocumentRecord, updated: float) -> dict[str, str | int | float | bool]:
     metadata: dict[str, str | int | float | bool] = {
         "kind": "document",
-        "sources": json.dumps(sorted(record.sources)),
+        "sources": json.dumps(list(record.sources)),
         "title": record.title,
         "chunks": record.chunks,
         "ingested_at": record.ingested_at,

@@ -117,6 +117,19 @@ def _plain_heading(line: str, following: str) -> bool:
     )
 
 
+def is_heading_line(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` is a whole line that reads as a heading (a short line without end punctuation
+    followed by longer prose: "Key Facts", "The Davos Dialogue"), wherever it stands, the first line included."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    line = text[line_start:line_end].strip()
+    if line != text[start:end].strip():
+        return False
+    following = next((candidate for candidate in text[line_end:].split("\n") if candidate.strip()), "")
+    return _plain_heading(line, following.strip())
+
+
 def sections(text: str, plain_headings: bool = True) -> list[Section]:
     """Split a document at its headings (Markdown, inline `### `, and short title-like lines)."""
     marks: list[tuple[int, int, str]] = []  # (offset, level, heading text)

@@ -18,6 +18,9 @@ closest sentences; `none`: nothing relevant."""
 NO_ANSWER = "The corpus doesn't say."
 # The longest question asked (Discord's /ask option enforces it too).
 MAX_QUESTION_CHARS = 1000
+# How many sentences an answer quotes at most: by default, and the most `-k`/`:k` may ask for.
+DEFAULT_QUOTES = 3
+MAX_QUOTES = 10
 
 SUPPORT_LEVELS: tuple[Support, ...] = ("answered", "closest", "none")
 
@@ -129,7 +132,8 @@ class DocumentRecord:
 
     @property
     def source(self) -> str:
-        """The path citations name: the first in sort order, so it is stable across runs."""
+        """The path citations name: the first ingested of those still present (a copy of the same text added later
+        under another path does not take the citations over)."""
         return self.sources[0] if self.sources else ""
 
     @property
@@ -168,6 +172,9 @@ class Citation:
     url: str | None = None
     published: str | None = None
     link: str | None = None
+    context: str | None = (
+        None  # the heading a quote only makes sense under ("Is this a breakthrough?"), shown beside it
+    )
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -182,6 +189,7 @@ class Citation:
             "url": self.url,
             "published": self.published,
             "link": self.link,
+            "context": self.context,
         }
         if self.page is not None:
             data["page"] = self.page
@@ -238,7 +246,9 @@ class Answer:
 
 @dataclass(frozen=True)
 class Question:
-    """A question prepared for answering: `search_text` folds in the previous turn for elliptical follow-ups."""
+    """A question prepared for answering: `text` as typed (shown back as it is), `reading` as citebot reads it
+    (chat shorthand spelled out, misspelled names corrected; `bot.reading`), `search_text` the reading with the
+    previous turn folded in for elliptical follow-ups."""
 
     text: str
     search_text: str
@@ -246,5 +256,15 @@ class Question:
     context_terms: tuple[str, ...] = ()
     history: tuple[Turn, ...] = field(default=())
     vector: np.ndarray | None = field(default=None, compare=False)  # the embedded search text, once retrieved
-    limit: int = 5  # at most this many sentences are quoted (`-k`, `:k`)
+    limit: int = DEFAULT_QUOTES  # at most this many sentences are quoted (`-k`, `:k`)
     more: bool = False  # "tell me more": quote what the conversation has not quoted yet
+    reading: str = ""  # empty: the text as typed
+    typed: tuple[tuple[str, str], ...] = ()  # (a word as read, as it was typed) for the words read differently
+
+    def __post_init__(self) -> None:
+        if not self.reading:
+            object.__setattr__(self, "reading", self.text)
+
+    def as_typed(self, word: str) -> str:
+        """How the question typed a word citebot read differently ("govt" for "government"), else the word."""
+        return next((typed for read, typed in self.typed if read == word), word)

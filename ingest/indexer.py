@@ -109,5 +109,10 @@ def make_plan(
         if not sources:
             plan.deletions.append(doc_id)
         elif sources != set(record.sources) or web != record.web:
-            plan.updates.append(replace(record, sources=tuple(sorted(sources)), web=web, ready=True))
+            # The sources it had keep their order (the first ingested is the one citations name), new ones follow.
+            ordered = (
+                *(source for source in record.sources if source in sources),
+                *sorted(sources - set(record.sources)),
+            )
+            plan.updates.append(replace(record, sources=ordered, web=web, ready=True))
     return plan

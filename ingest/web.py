@@ -109,7 +109,8 @@ def page_document(fetched: Fetched, source: str, origin: str, entry: Entry | Non
     text = FRONT_MATTER.sub("", result.text or "", count=1).strip() if result is not None else ""
     if not text:
         raise IngestError("no article text found on the page; is it a page of links, or built by JavaScript?")
-    title = (result.title if result is not None else None) or (entry.title if entry else "") or source
+    title = _headline(markup) or (result.title if result is not None else None) or (entry.title if entry else "")
+    title = title or source
     published = (entry.published if entry else None) or normalize(result.date if result is not None else None)
     return Document(
         text=text + "\n",
@@ -120,6 +121,23 @@ def page_document(fetched: Fetched, source: str, origin: str, entry: Entry | Non
         author=(result.author or None) if result is not None else None,
         origin=origin,
     )
+
+
+def _headline(markup: str | bytes) -> str | None:
+    """The page's own headline, its first <h1> (inside the article when there is one): the <title> in <head> often
+    carries the site's name ("Harbour bridge repairs delayed | Portside Gazette")."""
+    from lxml import html as lxml_html
+
+    try:
+        tree = lxml_html.fromstring(markup)
+    except (ValueError, TypeError, lxml_html.etree.ParserError):
+        return None
+    for path in ("//article//h1", "//main//h1", "//h1"):
+        for heading in tree.xpath(path):
+            text = " ".join(heading.text_content().split())
+            if text and len(text) <= 300:
+                return str(text)
+    return None
 
 
 def read_feed(fetched: Fetched) -> list[Entry]:

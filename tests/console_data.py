@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.engine import Engine
-from bot.feedback import ChannelKind, FeedbackStore
+from bot.question_log import ChannelKind, QuestionLog
 from bot.types import DocumentContent, DocumentRecord
 
 SEOUL = "why Seoul and not Beijing?"
@@ -67,7 +67,7 @@ def add_hostile_web_record(engine: Engine) -> DocumentRecord:
     return record
 
 
-def seed_log(engine: Engine, log: FeedbackStore) -> dict[str, str]:
+def seed_log(engine: Engine, log: QuestionLog) -> dict[str, str]:
     """Ask the engine the HISTORY questions, log them as asked over the last days, vote; returns question -> id of
     its newest answer."""
     now = datetime.now(UTC)

@@ -765,6 +765,8 @@ class FakeDiscord:
         self.connections: list[GatewayConnection] = []
         self.sessions: dict[str, GatewaySession] = {}
         self.commands: dict[str | None, dict[str, JSONDict]] = {}
+        self.foreign_guilds: set[str] = set()
+        """Guilds that exist but the bot is not in (their commands answer 403); any other unknown id answers 404."""
         """Synced application commands: guild id (None for global) -> command id -> command object."""
         self.messages: dict[str, JSONDict] = {}
         """Every message the fake knows (sent by the bot or dispatched by a test), by id."""
@@ -1501,8 +1503,11 @@ class FakeDiscord:
             return denied
         guild_id = match[2]
         if guild_id is not None and self._guild_by_id(guild_id) is None:
-            # A guild the bot is not in: https://discord.com/developers/docs/topics/opcodes-and-status-codes#json
-            return _error(403, 50001, "Missing Access")
+            # https://discord.com/developers/docs/topics/opcodes-and-status-codes#json: a guild the bot is not in is
+            # 50001 Missing Access (403); an id no guild has is 10004 Unknown Guild (404).
+            if guild_id in self.foreign_guilds:
+                return _error(403, 50001, "Missing Access")
+            return _error(404, 10004, "Unknown Guild")
         if record.method == "GET":
             return _Reply(200, self.synced_commands(guild_id))
         body = record.json

@@ -7,18 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
-from bot.answering.extractive import ExtractiveAnswerer, referent, with_referent
+from bot.answering.citations import quotable_sentences
+from bot.answering.extractive import ExtractiveAnswerer, compose_answer, referent, with_referent
 from bot.answering.grounding import Grounding, GroundingChecker, describe_missing
 from bot.answering.sentences import FEATURES, Candidate, candidates, embed_sentences, offers_answer_type
 from bot.answering.words import WordVectors
 from bot.config import Settings
-from bot.embeddings import HashingEmbedder
+from bot.embeddings import HashingEmbedder, create_embedder
 from bot.engine import Engine, readings
 from bot.keyword import KeywordIndex, terms
+from bot.render import render_answer
 from bot.retrieval import Retrieval
-from bot.types import Chunk, Question, ScoredChunk, Turn
+from bot.types import Answer, Chunk, Question, ScoredChunk, Turn
+from ingest.loaders import load
 from ingest.pipeline import IngestPipeline
+from ingest.splitter import Splitter
 from tests.conftest import SEED_CORPUS
 
 SEOUL = (SEED_CORPUS / "china-sends-he-lifeng-to-seoul.txt").read_text(encoding="utf-8")
@@ -76,6 +81,11 @@ def test_names_and_numbers_are_salient_however_common() -> None:
     assert describe_missing(grounding.salient, "Did Bessent meet Kishida in 2024?") == "Kishida or 2024"
 
 
+def test_a_missing_name_is_quoted_as_the_question_wrote_it() -> None:
+    assert describe_missing(["pride", "prejudice"], "Who wrote Pride and Prejudice?") == "“Pride and Prejudice”"
+    assert describe_missing(["bank", "england"], "what did the bank of england say") == "“bank of england”"
+
+
 # -- candidates -----------------------------------------------------------------------------------------------------
 
 
@@ -104,7 +114,9 @@ def test_answer_types() -> None:
     assert offers_answer_type(question("When will they meet?"), "They meet on May 12-13.") == 1
     assert offers_answer_type(question("When will they meet?"), "They meet in Seoul.") == -1
     assert offers_answer_type(question("How many cities hosted talks?"), "Four cities hosted talks.") == 1
-    assert offers_answer_type(question("Why Seoul?"), "Because it is neutral.") == 0
+    assert offers_answer_type(question("Why Seoul?"), "Because it is neutral.") == 1
+    assert offers_answer_type(question("Why Seoul?"), "Seoul hosts the talks.") == -1
+    assert offers_answer_type(question("Tell me about Seoul"), "Seoul hosts the talks.") == 0
 
 
 # -- the answer text ------------------------------------------------------------------------------------------------
@@ -112,7 +124,7 @@ def test_answer_types() -> None:
 
 def candidate(quote: str, previous: str = "", heading: str = "", title: str = "") -> Candidate:
     hit = chunk_of(quote, heading=heading, title=title)
-    return Candidate(hit, 0, 0, hit.chunk.start, hit.chunk.end, quote, previous, np.zeros(len(FEATURES)))
+    return Candidate(hit, 0, 0, hit.chunk.start, hit.chunk.end, quote, previous, False, None, np.zeros(len(FEATURES)))
 
 
 def test_a_leading_he_names_its_referent_in_the_text_only() -> None:
@@ -180,7 +192,7 @@ def test_a_lower_k_shows_fewer_quotes_from_the_same_passages(engine: Engine) -> 
 
 
 def test_no_sentence_is_quoted_twice_and_more_goes_on(engine: Engine) -> None:
-    first = engine.ask("Why does Bessent matter here?")
+    first = engine.ask("What did Bessent say about the talks in Davos?")
     quotes = [c.quote for c in first.citations]
     assert len(quotes) == len(set(quotes))
     more = engine.ask("tell me more", history=[first.turn()])
@@ -210,3 +222,64 @@ def test_an_unrelated_earlier_question_does_not_change_the_reading(engine: Engin
     alone = engine.ask("why Seoul?")
     after_moths = engine.ask("why Seoul?", history=[engine.ask("What colour do Lumen moths glow?").turn()])
     assert [c.quote for c in after_moths.citations] == [c.quote for c in alone.citations]
+
+
+# -- quotes that read well ------------------------------------------------------------------------------------------
+
+
+def test_headings_are_never_quoted() -> None:
+    """ "Key Facts" opens the Davos article, where no title or markup says it is a heading."""
+    davos = load(SEED_CORPUS / "bessent-meets-he-lifeng-in-davos.txt")
+    splitter = Splitter(HashingEmbedder().count_tokens)
+    quoted = [chunk.text[a:b] for chunk in splitter.split(davos) for a, b, _ in quotable_sentences(chunk)]
+    for heading in ("Key Facts", "Quick Summary", "The Davos Dialogue", "A Pattern of Engagement"):
+        assert heading not in quoted
+    assert any(quote.startswith("US Treasury Secretary Scott Bessent met") for quote in quoted)
+
+
+@pytest.mark.model
+def test_one_statement_is_quoted_once() -> None:
+    """A "Key Facts" bullet and the body sentence it summarises say the same thing: the second gives way to a
+    sentence that adds something."""
+    davos = (SEED_CORPUS / "bessent-meets-he-lifeng-in-davos.txt").read_text(encoding="utf-8")
+    embedder = create_embedder()
+
+    def said(quote: str) -> Candidate:
+        start = davos.index(quote)
+        chunk = Chunk(id=f"d{start}", doc_id="davos", text=quote, title="Davos", start=start, end=start + len(quote))
+        hit = ScoredChunk(chunk=chunk, score=1.0, similarity=0.5, source="corpus/davos.txt")
+        vector = embedder.embed_query(quote)
+        return Candidate(hit, 0, 0, start, start + len(quote), quote, "", False, vector, np.zeros(len(FEATURES)))
+
+    bullet = said(
+        "Secretary Bessent specifically praised progress on trade matters involving soybeans and rare earths during"
+        " their Davos discussion."
+    )
+    body = said(
+        "During the Davos discussion, Secretary Bessent specifically highlighted progress on two critical commodity"
+        " categories: soybeans and rare earths."
+    )
+    other = said("These sectors represent significant components of bilateral trade and have been focal points in")
+    chosen = ExtractiveAnswerer()._choose([bullet, body, other], [3.0, 2.9, 2.8], limit=3, margin=2.0)
+    assert [c.quote for c in chosen] == [bullet.quote, other.quote]
+
+
+def test_a_quote_that_leans_on_its_heading_shows_it_beside_the_quote() -> None:
+    hit = chunk_of("Probably not by itself.", heading="What matters > Is this a breakthrough?")
+    leaning = Candidate(
+        hit, 0, 0, hit.chunk.start, hit.chunk.end, hit.chunk.text, "", True, None, np.zeros(len(FEATURES))
+    )
+    answer = compose_answer(question("is it a breakthrough?"), [leaning], "answered", 0.8, Grounding())
+    assert answer.text == "[Is this a breakthrough?] Probably not by itself [1]."
+    [citation] = answer.citations
+    assert citation.quote == "Probably not by itself." and citation.context == "Is this a breakthrough?"
+    assert citation.to_json()["context"] == "Is this a breakthrough?"
+    out = Console(width=100, record=True, force_terminal=False)
+    render_answer(answer, out)
+    assert "under “Is this a breakthrough?”" in out.export_text()
+
+
+def test_the_corpus_doesnt_say_has_no_confidence_line() -> None:
+    out = Console(width=100, record=True, force_terminal=False)
+    render_answer(Answer("Who wrote Pride and Prejudice?", "The corpus doesn't say.", (), "none", 0.46), out)
+    assert "confidence" not in out.export_text()

@@ -6,7 +6,7 @@ import numpy as np
 
 from bot.coverage import MAX_QUESTIONS, CachedEmbed, cluster, find_gaps
 from bot.embeddings import HashingEmbedder
-from bot.feedback import StoredAnswer
+from bot.question_log import StoredAnswer
 
 
 def asked(question: str, when: str = "2025-06-01T10:00:00+00:00", support: str = "none", down: int = 0) -> StoredAnswer:

@@ -99,6 +99,11 @@ def test_html_files_take_the_date_from_their_meta_tags(tmp_path: Path) -> None:
         ("The mayor spoke yesterday.", "2025-06-04T09:30:00+00:00", ["yesterday = 3 June 2025"]),
         ("Costs may rise in May 2026.", "2025-06-04", []),  # an absolute date, and "may" the verb
         ("The council said on Monday that costs had risen.", None, []),  # no date: nothing to resolve
+        # The sentence gives the full date: no note, and never one that contradicts it.
+        ("The next community meetup is on Thursday 3 December 2026.", "2026-11-20", []),
+        ("The offer runs until March 2027.", "2026-11-20", []),
+        ("Talks resume on Friday, May 16.", "2025-05-12", []),
+        ("Fares stay frozen until Mar. 2027.", "2026-11-20", []),
     ],
 )
 def test_relative_dates_read_against_the_article_date(sentence: str, published: str | None, expected: list[str]):

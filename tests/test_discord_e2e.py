@@ -30,7 +30,7 @@ from bot.config import Settings
 from bot.discord_app import MISSING_TOKEN, NO_MESSAGE_CONTENT, REJECTED_TOKEN, CitebotBot, main, serve
 from bot.discord_app.errors import GENERIC_FAILURE
 from bot.engine import Engine
-from bot.feedback import FeedbackStore, export_command
+from bot.question_log import QuestionLog, export_command
 from bot.types import Answer, Citation, DocumentRecord, Turn
 from ingest.pipeline import IngestPipeline
 from tests.fake_discord import FakeChannel, FakeDiscord, FakeGuild, FakeInteraction, FakeUser, RecordedRequest
@@ -159,7 +159,7 @@ def make_test_bot(created: list[CitebotBot]) -> type[CitebotBot]:
 class Running:
     """A bot started through `serve`, plus what the test needs to look at."""
 
-    def __init__(self, fake: FakeDiscord, settings: Settings, feedback: FeedbackStore) -> None:
+    def __init__(self, fake: FakeDiscord, settings: Settings, feedback: QuestionLog) -> None:
         self.fake = fake
         self.settings = settings
         self.feedback = feedback
@@ -186,7 +186,7 @@ async def running_bot(
 ) -> AsyncIterator[Running]:
     """Run `serve` (warm-up, routing, 4014 restart) with a TestBot until the latest bot is ready."""
     settings = bot_settings(settings, fake, token)
-    run = Running(fake, settings, FeedbackStore.for_settings(settings))
+    run = Running(fake, settings, QuestionLog.for_settings(settings))
     options.setdefault("guild_ready_timeout", 0.1)
     options.setdefault("cooldown_seconds", 0.0)
     run.task = asyncio.create_task(serve(settings, engine, run.feedback, bot_class=make_test_bot(run.bots), **options))
@@ -329,7 +329,7 @@ async def test_vote_is_stored_and_exported(settings: Settings, engine: Engine) -
         stored = run.feedback.get(answer_id)
         assert stored is not None and stored.question == SEOUL
         assert any("neutral staging ground" in quote for quote in stored.quotes)
-        assert (run.settings.data_dir / "feedback.sqlite3").is_file()
+        assert (run.settings.data_dir / "questions.sqlite3").is_file()
 
         output = io.StringIO()
         assert export_command(run.settings, output, votes="up") == 0
@@ -507,7 +507,7 @@ async def test_sources_and_help(settings: Settings, engine: Engine) -> None:
 
 def test_shard_settings_reach_the_client(settings: Settings) -> None:
     sharded = settings.model_copy(update={"discord_shard_count": 4, "discord_shard_ids": "1,3"})
-    bot = CitebotBot(engine=StubEngine(), settings=sharded, feedback=FeedbackStore.for_settings(settings))
+    bot = CitebotBot(engine=StubEngine(), settings=sharded, feedback=QuestionLog.for_settings(settings))
     assert bot.shard_count == 4 and bot.shard_ids == [1, 3]
 
 

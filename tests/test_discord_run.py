@@ -14,7 +14,7 @@ import pytest
 
 from bot.config import Settings
 from bot.discord_app import serve
-from bot.feedback import FeedbackStore
+from bot.question_log import QuestionLog
 from bot.types import Answer, DocumentRecord, Turn
 from ingest.pipeline import IngestPipeline
 from tests.conftest import VENV_BIN, cli_env, free_port
@@ -85,7 +85,7 @@ async def test_citebot_discord_logs_json_answers_and_stops_on_sigterm(
     assert "2 documents" in ready and "answerer: extractive" in ready
     assert "https://discord.com/oauth2/authorize?client_id=" in ready and "applications.commands" in ready
     [answered] = [line for line in lines if line.get("event") == "answer"]
-    assert answered["guild"] == int(fake.guild.id) and answered["shard"] == 0 and answered["support"] == "answered"
+    assert answered["guild"] == int(fake.guild.id) and answered["shard"] == 0 and answered["support"] != "none"
     assert answered["citations"] >= 1 and 0 <= answered["confidence"] <= 1 and "question" not in answered
     assert not any("PyNaCl" in m or "davey" in m for m in messages), "no voice warnings for a text-only bot"
     assert TOKEN not in stderr
@@ -121,8 +121,38 @@ async def test_an_unreachable_discord_is_one_line_before_the_model_loads(
         unreachable = bot_settings(settings, fake).model_copy(update={"discord_api_base": base})
         engine = ColdEngine()
         started = time.monotonic()
-        status = await serve(unreachable, engine, FeedbackStore.for_settings(unreachable))
+        status = await serve(unreachable, engine, QuestionLog.for_settings(unreachable))
     err = capsys.readouterr().err
     assert status == 1 and not engine.warmed and time.monotonic() - started < 15
     assert err.count("\n") == 1 and err.startswith(f"citebot: cannot reach Discord at {base}")
     assert "CITEBOT_DISCORD_API_BASE" in err and "proxy" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("known", "status"), [(False, "404 Unknown Guild"), (True, "403 Missing Access")])
+async def test_a_server_id_the_bot_is_not_in_is_one_line_and_exit_2(
+    settings: Settings, corpus: Path, tmp_path: Path, known: bool, status: str
+) -> None:
+    """CITEBOT_DISCORD_GUILD_ID of a server that does not exist (404 Unknown Guild) or that the bot is not in (403
+    Missing Access): `citebot discord` says which setting and what to do, in one line, and exits 2."""
+    from bot.engine import Engine
+
+    engine = Engine(settings)
+    IngestPipeline(engine.store, engine.embedder).run([corpus])
+    async with FakeDiscord(token=TOKEN) as fake:
+        if known:
+            fake.foreign_guilds.add("987654321098765432")
+        env = cli_env(settings, **{**fake.bot_env(), "CITEBOT_DISCORD_GUILD_ID": "987654321098765432"})
+        process = await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "citebot"),
+            "discord",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 50)
+    problems = [line for line in err.decode().splitlines() if line.startswith("citebot:")]
+    assert process.returncode == 2, err.decode()
+    assert "Traceback" not in err.decode()
+    assert len(problems) == 1 and "CITEBOT_DISCORD_GUILD_ID=987654321098765432" in problems[0]
+    assert status in problems[0] and "invite the bot to that server" in problems[0]

@@ -26,7 +26,7 @@ from bot.discord_app.errors import BUSY, INDEX_UNAVAILABLE, RESTARTING
 from bot.discord_app.logs import JsonFormatter
 from bot.engine import Engine
 from bot.errors import StoreError
-from bot.feedback import FeedbackStore
+from bot.question_log import QuestionLog
 from bot.types import Answer
 from tests.fake_discord import (
     CHANNEL_FORUM,
@@ -333,7 +333,7 @@ async def test_votes_are_acknowledged_first_and_record_where_they_were_cast(sett
         click = await fake.dispatch_component_click(message_id or "", down)
         ack = await fake.wait_for_callback(click, WAIT)
         assert ack.json["data"]["content"] == "Thanks for the feedback"
-        path = run.settings.data_dir / "feedback.sqlite3"
+        path = run.settings.data_dir / "questions.sqlite3"
 
         def row() -> tuple[str, ...] | None:
             with sqlite3.connect(path) as db:
@@ -350,14 +350,14 @@ async def test_votes_are_acknowledged_first_and_record_where_they_were_cast(sett
 
 def _vote_many(path: str, answer_ids: list[str], voter: int, start: Any) -> None:
     start.wait()
-    store = FeedbackStore(Path(path))
+    store = QuestionLog(Path(path))
     for n, answer_id in enumerate(answer_ids):
         assert store.record_vote(answer_id, f"{voter}-{n}", "up" if n % 2 else "down", guild_id=1, channel_id=2)
 
 
 @pytest.mark.timeout(120)
 def test_several_processes_voting_at_once_lose_no_vote(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "feedback.sqlite3")
+    store = QuestionLog(tmp_path / "questions.sqlite3")
     answer_ids = [store.record_answer(Answer(f"q{i}", "a", (), "answered")) for i in range(50)]
     store.close()  # written, and no writer thread left for the forked workers to inherit mid-transaction
     context = multiprocessing.get_context("fork")  # the workers only open SQLite: nothing to inherit badly
@@ -398,9 +398,7 @@ async def test_moving_from_global_to_guild_commands_leaves_one_ask(settings: Set
     async with FakeDiscord(token=TOKEN) as fake:
         global_settings = settings.model_copy(update={"discord_guild_id": None})
         run_settings = bot_settings(global_settings, fake).model_copy(update={"discord_guild_id": None})
-        task = asyncio.create_task(
-            serve(run_settings, engine, FeedbackStore.for_settings(run_settings), reconnect=False)
-        )
+        task = asyncio.create_task(serve(run_settings, engine, QuestionLog.for_settings(run_settings), reconnect=False))
         await fake.wait_until(lambda: bool(fake.synced_commands(None)), WAIT, "the global sync")
         os.kill(os.getpid(), signal.SIGTERM)
         assert await asyncio.wait_for(task, WAIT) == 0
@@ -413,8 +411,9 @@ async def test_a_guild_the_bot_is_not_in_is_one_line(
     settings: Settings, engine: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with FakeDiscord(token=TOKEN) as fake:
+        fake.foreign_guilds.add("123456789012345678")  # a server that exists, without the bot in it
         wrong = bot_settings(settings, fake).model_copy(update={"discord_guild_id": 123456789012345678})
-        assert await serve(wrong, engine, FeedbackStore.for_settings(wrong)) == 2
+        assert await serve(wrong, engine, QuestionLog.for_settings(wrong)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "CITEBOT_DISCORD_GUILD_ID=123456789012345678" in err and "403" in err
 

@@ -230,7 +230,7 @@ def test_ask_reads_one_question_per_line_and_answers_in_order(settings: Settings
     result = citebot("ask", "--json", env=env, cwd=tmp_path, stdin="\n".join(questions) + "\n")
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["question"] for line in lines] == [q for q in questions if q]
-    assert "error" in lines[2] and "1000" in lines[2]["error"]
+    assert "error" in lines[2] and "at most 1,000" in lines[2]["error"]
     assert result.returncode == 1  # one question failed
 
 

@@ -75,6 +75,16 @@ def test_same_text_under_two_paths_is_stored_once_with_both_sources(store, embed
     assert_index_consistent(store)
 
 
+def test_a_copy_added_later_does_not_take_the_citations_over(store, embedder, corpus):
+    """The same text ingested again under a path that sorts first: citations still name the first path ingested."""
+    ingest(store, embedder, corpus)
+    (corpus / "0-copy-of-seoul.txt").write_bytes((corpus / "china-sends-he-lifeng-to-seoul.txt").read_bytes())
+    ingest(store, embedder, corpus)
+    seoul = next(record for record in store.documents().values() if "Seoul" in record.title)
+    assert len(seoul.sources) == 2
+    assert seoul.source.endswith("china-sends-he-lifeng-to-seoul.txt")
+
+
 def test_documents_outside_the_ingested_path_are_kept(store, embedder, corpus, tmp_path):
     other = tmp_path / "other"
     other.mkdir()

@@ -36,7 +36,7 @@ from tests.conftest import VENV_BIN, citebot, cli_env
 
 DOCUMENTS = 1500  # about 2 chunks each: ~6 embedding batches, so there is a "mid-write" to stop in
 ATTEMPTS = 2  # on a lost race (the run finished before the signal) retry once with twice the documents
-PROGRESS = re.compile(r"^Embedding documents: (\d+)/(\d+)$")
+PROGRESS = re.compile(r"citebot\.progress: Embedding documents: (\d+)/(\d+)$")  # `citebot -v`: logged
 LINE_TIMEOUT_SECONDS = 120.0
 EXIT_TIMEOUT_SECONDS = 60.0
 WORDS = (
@@ -204,12 +204,12 @@ def interrupt_ingest(base: Path, how: str) -> tuple[int, list[str], list[tuple[i
     Returns (exit code, stderr lines, progress seen before the signal, whether it was stopped mid-write).
     """
     process = subprocess.Popen(
-        [str(VENV_BIN / "citebot"), "ingest", "corpus"],
+        [str(VENV_BIN / "citebot"), "-v", "ingest", "corpus"],
         cwd=base,
         env=cli_env(settings_for(base)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,  # not a TTY: progress comes as plain lines
+        stderr=subprocess.PIPE,  # not a TTY: progress is logged, and -v shows it
         text=True,
     )
     assert process.stderr is not None
@@ -225,7 +225,7 @@ def interrupt_ingest(base: Path, how: str) -> tuple[int, list[str], list[tuple[i
             if line is None:
                 break  # it exited on its own: the race was lost
             seen.append(line)
-            match = PROGRESS.match(line)
+            match = PROGRESS.search(line)
             if match:
                 done, total = int(match.group(1)), int(match.group(2))
                 progress.append((done, total))
@@ -306,7 +306,9 @@ def test_ctrl_c_exits_130_with_one_line(interrupted: Interrupted) -> None:
     if interrupted.how != "SIGINT":
         pytest.skip("kill -9 gives the process no chance to say anything")
     assert interrupted.returncode == 130
-    messages = [line for line in interrupted.stderr if line.strip() and not re.match(r"^[A-Z][a-z ]+: \d+/\d+$", line)]
+    messages = [
+        line for line in interrupted.stderr if line.strip() and not re.match(r"^\d{4}-\d\d-\d\d .* (DEBUG|INFO) ", line)
+    ]
     assert len(messages) == 1, f"expected one line besides progress, got: {messages}"
     assert messages[0].startswith("citebot: interrupted")
     assert "Traceback" not in "\n".join(interrupted.stderr)

@@ -1,8 +1,9 @@
-"""Progress output: a rich bar on a terminal, plain lines in logs, nothing with --json."""
+"""Progress output: a rich bar on a terminal, debug log lines in pipes (shown with -v), nothing with --json."""
 
 from __future__ import annotations
 
 import io
+import logging
 import sys
 
 import pytest
@@ -27,14 +28,19 @@ def test_a_terminal_gets_a_progress_bar(monkeypatch: pytest.MonkeyPatch) -> None
     assert "Embedding documents: 1/3" not in output
 
 
-def test_logs_get_plain_lines(monkeypatch: pytest.MonkeyPatch) -> None:
-    log = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", log)
+def test_pipes_get_no_progress_lines_unless_verbose(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
     with progress_reporter() as update:
         for done in range(1, 4):
             update("scan", done, 3)
-    lines = log.getvalue().splitlines()
-    assert lines[0] == "Reading files: 1/3" and lines[-1] == "Reading files: 3/3"
+    assert piped.getvalue() == ""
+    caplog.set_level(logging.DEBUG, logger="citebot.progress")
+    with progress_reporter() as update:
+        update("scan", 1, 3)
+    assert [record.getMessage() for record in caplog.records] == ["Reading files: 1/3"]
 
 
 def test_json_mode_prints_no_progress(monkeypatch: pytest.MonkeyPatch) -> None:

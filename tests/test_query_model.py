@@ -81,7 +81,8 @@ def test_ingestion_says_what_it_waits_for_and_prepares_the_question_model(ingest
     text = "\n".join(screen)
     assert "Loading the embedding model…" in text
     assert "Preparing the embedding model for questions (once, a few seconds)…" in text
-    assert re.search(r"^22 chunks written in [\d.]+ s \(\d+ chunks?/s\)$", text, re.MULTILINE)
+    written = r"^22 chunks written in [\d.]+ s \(the model loaded in [\d.]+ s, then embedding [\d.]+ chunks?/s\)$"
+    assert re.search(written, text, re.MULTILINE)
     exports = [path.name for path in (base / "data" / MODELS_FOLDER).iterdir()]
     assert len(exports) == 2 and sum(name.endswith(".lock") for name in exports) == 1, exports
 

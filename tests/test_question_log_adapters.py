@@ -16,8 +16,8 @@ from bot.config import Settings
 from bot.discord_app.render import citation_location
 from bot.discord_app.render import render_answer as discord_answer
 from bot.engine import Engine
-from bot.feedback import FeedbackStore, QuestionFilter
 from bot.links import link_citations, passage_path
+from bot.question_log import QuestionFilter, QuestionLog
 from bot.render import render_answer
 from bot.types import Answer, Citation
 from ingest.pipeline import IngestPipeline
@@ -81,7 +81,7 @@ def test_citebot_ask_logs_each_question_and_prints_links(settings: Settings, cor
     human = citebot("ask", SEOUL, env=env, cwd=tmp_path)
     assert "https://console.example.org/doc/" in human.stdout
 
-    log = FeedbackStore.for_settings(settings)  # the processes have ended: their rows were written at exit
+    log = QuestionLog.for_settings(settings)  # the processes have ended: their rows were written at exit
     logged = log.questions(QuestionFilter(channel_kind="cli"))
     assert [s.question for s in logged] == [SEOUL, "Who leads the U.S. side?", SEOUL]
     assert all(s.latency_ms and s.latency_ms > 0 for s in logged)
@@ -106,7 +106,7 @@ def test_the_repl_logs_its_questions(settings: Settings, corpus: Path, tmp_path:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    logged = FeedbackStore.for_settings(settings).questions(QuestionFilter(channel_kind="repl"))
+    logged = QuestionLog.for_settings(settings).questions(QuestionFilter(channel_kind="repl"))
     assert [s.question for s in logged] == ["and who leads the U.S. side?", SEOUL]
 
 

@@ -188,7 +188,7 @@ def test_repl_session_in_a_terminal(ingested: Settings, start_repl: Callable[...
     )
     repl.line(":sources", "2 indexed documents", "China sends He Lifeng to Seoul", "Bessent meets He Lifeng in Davos")
     repl.line(":k 3", "At most 3 quotes per answer.")
-    repl.line(":k 0", "error: :k needs a whole number from 1 to 50")
+    repl.line(":k 0", "error: :k needs a whole number from 1 to 10")
     repl.line(":k", "At most 3 quotes per answer")
     repl.line(":nope", "error: unknown command :nope; type :help")
     repl.line(":help", ":sources", ":k N", ":json", ":clear", ":quit")
@@ -263,8 +263,8 @@ def test_repl_reads_piped_lines(ingested: Settings, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "soybeans and rare earths" in result.stdout
     assert "2 documents indexed" in result.stderr
-    assert "error: :k needs a whole number from 1 to 50, got '99'" in result.stderr
-    assert "error: the question is 1199 characters long" in result.stderr
+    assert "error: :k needs a whole number from 1 to 10, got '99'" in result.stderr
+    assert "error: the question is 1,199 characters long" in result.stderr
     last, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.rindex('{\n  "question"') :])
     assert last["citations"] and "He Lifeng" in last["answer"]
     assert "Traceback" not in result.stderr

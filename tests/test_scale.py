@@ -12,6 +12,7 @@ import pytest
 
 from bot.config import Settings
 from bot.embeddings import HashingEmbedder
+from bot.engine import Engine
 from bot.store import CALL_LIMIT, ChunkStore
 from ingest.pipeline import IngestPipeline
 from tests.conftest import citebot, cli_env
@@ -75,7 +76,10 @@ def big_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path,
     handles = store._open()
     counting = type(handles)(
         handles.client,
-        *(_CountingCollection(c, largest) for c in (handles.chunks, handles.documents, handles.contents)),
+        *(
+            _CountingCollection(c, largest)
+            for c in (handles.chunks, handles.documents, handles.contents, handles.models)
+        ),
     )
     store._handles = counting
     report = IngestPipeline(store, embedder).run([corpus])
@@ -98,7 +102,12 @@ def test_a_question_is_answered_past_the_variable_limit(
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["citations"], answer
-    assert "31337" in answer["citations"][0]["quote"]
+    assert all("reported calm water" in citation["quote"] for citation in answer["citations"])
+    # The retrieval finds the one note among 33,000 that names the pilot. (Which of the near-identical notes the
+    # answer quotes first is the answer model's call, made here on the hashing embedder's made-up meanings.)
+    engine = Engine(settings)
+    retrieval = engine.retrieve(engine.readings("what did pilot 31337 report?")[0], 5)
+    assert retrieval.hits[0].source.endswith("note-31337.txt"), [hit.source for hit in retrieval.hits]
 
 
 def test_removing_every_document_past_the_variable_limit(

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.train import Group, fit_platt, train_ranker
 from bot.answering.scorer import MODEL_DIR, SentenceScorer
 from bot.answering.sentences import FEATURES
+from bot.answering.training import Group, fit_platt, train_ranker
 from bot.errors import AnswerError
 from bot.retrieval import fuse
 from bot.types import Chunk

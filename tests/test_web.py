@@ -25,8 +25,8 @@ from bot.config import Settings
 from bot.engine import Engine
 from bot.errors import ConfigError
 from bot.evaluation import load_cases
-from bot.feedback import FeedbackStore
 from bot.links import passage_path
+from bot.question_log import QuestionLog
 from bot.store import ChunkStore
 from bot.types import DocumentContent, DocumentRecord
 from bot.web import check_bind, create_app, listen, security
@@ -56,13 +56,13 @@ def engine(settings: Settings, corpus: Path, tmp_path: Path) -> Engine:
 
 
 @pytest.fixture
-def log(settings: Settings) -> Iterator[FeedbackStore]:
-    store = FeedbackStore.for_settings(settings)
+def log(settings: Settings) -> Iterator[QuestionLog]:
+    store = QuestionLog.for_settings(settings)
     yield store
     store.close()
 
 
-def client(settings: Settings, engine: Engine, log: FeedbackStore, token: str | None = TOKEN) -> TestClient:
+def client(settings: Settings, engine: Engine, log: QuestionLog, token: str | None = TOKEN) -> TestClient:
     configured = settings.model_copy(update={"web_token": SecretStr(token) if token else None})
     return TestClient(create_app(configured, engine, log), base_url=LOCAL, follow_redirects=False)
 
@@ -73,7 +73,7 @@ def csrf_of(page: httpx.Response) -> str:
     return found.group(1)
 
 
-def logged_in(settings: Settings, engine: Engine, log: FeedbackStore) -> TestClient:
+def logged_in(settings: Settings, engine: Engine, log: QuestionLog) -> TestClient:
     web = client(settings, engine, log)
     assert web.post("/login", data={"token": TOKEN}).status_code == 303
     return web
@@ -88,7 +88,7 @@ def mark(page: httpx.Response) -> str:
 # ----------------------------------------------------------------------------------------------- security
 
 
-def test_every_page_needs_a_login_when_a_token_is_set(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_every_page_needs_a_login_when_a_token_is_set(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     web = client(settings, engine, log)
     for path in [*PAGES, "/doc/abc", "/questions/" + "0" * 32, "/export.jsonl"]:
         response = web.get(path)
@@ -108,14 +108,14 @@ def test_every_page_needs_a_login_when_a_token_is_set(settings: Settings, engine
         assert web.get(path).status_code == 200, path
 
 
-def test_login_refuses_open_redirects(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_login_refuses_open_redirects(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     web = client(settings, engine, log)
     for target in ["//evil.example/", "https://evil.example/", "/\\evil.example"]:
         response = web.post("/login", data={"token": TOKEN, "next": target})
         assert response.headers["location"] == "/", target
 
 
-def test_posts_need_the_csrf_token_and_a_same_origin(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_posts_need_the_csrf_token_and_a_same_origin(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     web = logged_in(settings, engine, log)
     assert web.post("/ask", data={"question": SEOUL}).status_code == 403
     assert web.post("/ask", data={"question": SEOUL, "csrf": "forged"}).status_code == 403
@@ -136,7 +136,7 @@ def test_posts_need_the_csrf_token_and_a_same_origin(settings: Settings, engine:
     assert proxied.post("/ask", data={"question": SEOUL, "csrf": form}, headers=behind_proxy).status_code == 200
 
 
-def test_logout_ends_the_session_for_good(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_logout_ends_the_session_for_good(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     web = logged_in(settings, engine, log)
     stolen = str(web.cookies.get("citebot_session"))
     other = TestClient(web.app, base_url=LOCAL, follow_redirects=False)  # the same console, another browser
@@ -154,9 +154,7 @@ def test_logout_ends_the_session_for_good(settings: Settings, engine: Engine, lo
     assert restarted.get("/").status_code == 303, "a restart ends every session"
 
 
-def test_sessions_expire(
-    settings: Settings, engine: Engine, log: FeedbackStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sessions_expire(settings: Settings, engine: Engine, log: QuestionLog, monkeypatch: pytest.MonkeyPatch) -> None:
     web = logged_in(settings, engine, log)
     assert web.get("/").status_code == 200
     later = time.time() + 8 * 24 * 3600
@@ -165,7 +163,7 @@ def test_sessions_expire(
 
 
 def test_without_a_token_loopback_is_open_but_only_to_loopback_names(
-    settings: Settings, engine: Engine, log: FeedbackStore
+    settings: Settings, engine: Engine, log: QuestionLog
 ) -> None:
     web = client(settings, engine, log, token=None)
     page = web.get("/questions")
@@ -189,7 +187,7 @@ def test_binding_beyond_loopback_needs_a_token(settings: Settings) -> None:
     check_bind("0.0.0.0", settings.model_copy(update={"web_token": SecretStr(TOKEN)}))
 
 
-def test_pages_send_a_strict_content_security_policy(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_pages_send_a_strict_content_security_policy(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     page = logged_in(settings, engine, log).get("/")
     policy = page.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "script-src" not in policy, "no script may run at all"
@@ -201,7 +199,7 @@ def test_pages_send_a_strict_content_security_policy(settings: Settings, engine:
 
 
 def test_the_document_view_marks_exactly_the_cited_passage(
-    settings: Settings, engine: Engine, log: FeedbackStore
+    settings: Settings, engine: Engine, log: QuestionLog
 ) -> None:
     web = logged_in(settings, engine, log)
     citation = engine.ask(SEOUL).citations[0]
@@ -219,7 +217,7 @@ def test_the_document_view_marks_exactly_the_cited_passage(
     assert "not inside this document" in web.get(f"/doc/{citation.doc_id}?start=x&end=3").text
 
 
-def test_documents_are_chosen_by_id_never_by_path(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_documents_are_chosen_by_id_never_by_path(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     web = logged_in(settings, engine, log)
     for bad in ["..%2F..%2Fetc%2Fpasswd", "%2E%2E", "corpus%2Fchina-sends-he-lifeng-to-seoul.txt", "0" * 32]:
         response = web.get(f"/doc/{bad}")
@@ -281,7 +279,7 @@ def rewrite_as_an_early_version(store: ChunkStore) -> None:
 
 
 def test_documents_from_before_texts_were_kept_are_rebuilt_from_their_passages(
-    settings: Settings, corpus: Path, log: FeedbackStore, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, corpus: Path, log: QuestionLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old_settings = settings.model_copy(update={"data_dir": settings.data_dir / "old-index"})
     engine = Engine(old_settings)
@@ -295,7 +293,7 @@ def test_documents_from_before_texts_were_kept_are_rebuilt_from_their_passages(
     assert mark(page) == citation.quote and "rebuilt from its passages" in page.text
 
 
-def test_web_documents_link_to_their_page(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_web_documents_link_to_their_page(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     record = DocumentRecord(
         "e" * 32,
         ("https://news.example.org/seoul?id=1&x=2",),
@@ -314,7 +312,7 @@ def test_web_documents_link_to_their_page(settings: Settings, engine: Engine, lo
 
 
 def test_markup_in_documents_questions_and_urls_is_escaped(
-    settings: Settings, engine: Engine, log: FeedbackStore
+    settings: Settings, engine: Engine, log: QuestionLog
 ) -> None:
     web = logged_in(settings, engine, log)
     hostile = add_hostile_web_record(engine)
@@ -342,7 +340,7 @@ def test_markup_in_documents_questions_and_urls_is_escaped(
 # ---------------------------------------------------------------------------------------------------- pages
 
 
-def test_ask_logs_the_question_from_the_web(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_ask_logs_the_question_from_the_web(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     web = logged_in(settings, engine, log)
     page = web.post("/ask", data={"question": SEOUL, "csrf": csrf_of(web.get("/ask"))})
     assert page.status_code == 200
@@ -357,7 +355,7 @@ def test_ask_logs_the_question_from_the_web(settings: Settings, engine: Engine, 
 
 
 def test_the_questions_page_lists_newest_first_and_filters(
-    settings: Settings, engine: Engine, log: FeedbackStore
+    settings: Settings, engine: Engine, log: QuestionLog
 ) -> None:
     ids = seed_log(engine, log)
     web = logged_in(settings, engine, log)
@@ -383,7 +381,7 @@ def test_the_questions_page_lists_newest_first_and_filters(
     assert missing.status_code == 404 and "There is no such page" in missing.text
 
 
-def test_overview_gaps_corpus_quality_and_export(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_overview_gaps_corpus_quality_and_export(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     seed_log(engine, log)
     web = logged_in(settings, engine, log)
     overview = web.get("/")
@@ -418,7 +416,7 @@ def test_overview_gaps_corpus_quality_and_export(settings: Settings, engine: Eng
     assert len(load_cases(path)) == len(lines), "the export is `citebot eval` input"
 
 
-def test_an_empty_log_renders_every_page(settings: Settings, engine: Engine, log: FeedbackStore) -> None:
+def test_an_empty_log_renders_every_page(settings: Settings, engine: Engine, log: QuestionLog) -> None:
     web = logged_in(settings, engine, log)
     for path in PAGES:
         page = web.get(path)
@@ -428,7 +426,7 @@ def test_an_empty_log_renders_every_page(settings: Settings, engine: Engine, log
 
 
 def test_the_log_switched_off_says_so(settings: Settings, engine: Engine) -> None:
-    off = FeedbackStore.for_settings(settings.model_copy(update={"question_log": False}))
+    off = QuestionLog.for_settings(settings.model_copy(update={"question_log": False}))
     web = client(settings, engine, off)
     web.post("/login", data={"token": TOKEN})
     page = web.post("/ask", data={"question": SEOUL, "csrf": csrf_of(web.get("/ask"))})

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.engine import Engine
-from bot.feedback import FeedbackStore
+from bot.question_log import QuestionLog
 from bot.web import listen, serving
 from ingest.pipeline import IngestPipeline
 from tests import browser
@@ -43,6 +43,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 TOKEN = "operator-token-for-tests-0123456789"
 WAIT = 15
+TRAINING = 600  # seconds a training run may take on a 2-core machine
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Site:
     url: str
     settings: Settings
     engine: Engine
-    log: FeedbackStore
+    log: QuestionLog
     ids: dict[str, str]
 
 
@@ -63,7 +64,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     IngestPipeline(engine.store, engine.embedder).run([Path(__file__).resolve().parent.parent / "corpus"])
     add_markup_documents(engine, root / "extra")
     add_hostile_web_record(engine)
-    log = FeedbackStore.for_settings(settings)
+    log = QuestionLog.for_settings(settings)
     ids = seed_log(engine, log)
     sock = listen("127.0.0.1", 0)
     with serving(settings, engine, log, sock) as url:
@@ -84,6 +85,10 @@ def log_in(driver: WebDriver, site: Site, path: str = "/") -> None:
     driver.find_element(By.ID, "token").send_keys(TOKEN)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     WebDriverWait(driver, WAIT).until(lambda d: "/login" not in d.current_url)
+
+
+def text_of_element(element: Any, selector: str) -> str:
+    return str(element.find_element(By.CSS_SELECTOR, selector).get_attribute("textContent"))
 
 
 def text_of(driver: WebDriver, selector: str) -> str:
@@ -158,6 +163,82 @@ def test_ask_then_follow_a_citation_to_the_highlighted_quote(driver: WebDriver, 
 
     driver.get(site.url + "/questions?kind=web")
     assert SEOUL in driver.find_element(By.CSS_SELECTOR, "table.questions tbody tr").text, "the ask was logged"
+
+
+@pytest.mark.timeout(TRAINING + 120)
+def test_mark_a_sentence_undo_it_and_retrain(driver: WebDriver, site: Site) -> None:
+    """The learning loop as an operator clicks through it: mark the sentence that answers a question on its page,
+    undo it, mark it again, say another question has no answer, then retrain from the Quality page and watch the
+    run finish (the page refreshes itself while it runs), the console answering all along."""
+    driver.delete_all_cookies()
+    driver.get(site.url + "/login")
+    driver.find_element(By.ID, "name").send_keys("Ana <i>Ops</i>")
+    driver.find_element(By.ID, "token").send_keys(TOKEN)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    WebDriverWait(driver, WAIT).until(lambda d: "/login" not in d.current_url)
+
+    ask(driver, site, "when are the seoul talks")
+    driver.find_element(By.LINK_TEXT, "in the log →").click()
+    WebDriverWait(driver, WAIT).until(expected_conditions.presence_of_element_located((By.ID, "labels")))
+    sentences = driver.find_elements(By.CSS_SELECTOR, "ol.sentences li.sentence")
+    target = next(item for item in sentences if "May" in text_of_element(item, ".quote"))
+    quote = text_of_element(target, ".quote").strip("“”")
+    target.find_element(By.CSS_SELECTOR, "button.mark").click()
+    WebDriverWait(driver, WAIT).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "li.label")))
+    assert quote in text_of(driver, "ul.labels") and "Ana <i>Ops</i>" in text_of(driver, "ul.labels")
+    assert driver.find_elements(By.CSS_SELECTOR, "ul.labels i") == [], "the operator's name is text, not markup"
+    assert "✓ answers it" in text_of(driver, "ol.sentences")
+    (standing,) = [label for label in site.log.labels() if label.quote == quote]
+    assert (standing.labelled_by, standing.verdict) == ("Ana <i>Ops</i>", "answers")
+
+    driver.find_element(By.CSS_SELECTOR, "ul.labels button.undo").click()
+    WebDriverWait(driver, WAIT).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "li.undone")))
+    assert "undone by Ana <i>Ops</i>" in text_of(driver, "li.undone")
+    assert not [label for label in site.log.labels() if label.quote == quote]
+    next(
+        item for item in driver.find_elements(By.CSS_SELECTOR, "ol.sentences li.sentence") if quote in item.text
+    ).find_element(By.CSS_SELECTOR, "button.mark").click()
+    WebDriverWait(driver, WAIT).until(lambda d: [label for label in site.log.labels() if label.quote == quote])
+
+    ask(driver, site, "who paid for the delegation's hotel in seoul?")
+    driver.find_element(By.LINK_TEXT, "in the log →").click()
+    WebDriverWait(driver, WAIT).until(expected_conditions.presence_of_element_located((By.ID, "unanswerable")))
+    driver.find_element(By.ID, "unanswerable").click()
+    WebDriverWait(driver, WAIT).until(
+        lambda d: (
+            "Nothing in the corpus answers it" in text_of(d, "ul.labels")
+            if d.find_elements(By.CSS_SELECTOR, "ul.labels")
+            else False
+        )
+    )
+
+    driver.get(site.url + "/quality")
+    assert "the model shipped with citebot" in text_of(driver, "#training")
+    driver.find_element(By.ID, "retrain").click()
+    WebDriverWait(driver, WAIT).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "tr.run")))
+    assert driver.find_element(By.ID, "retrain").get_attribute("disabled") is not None, "one run at a time"
+    ask(driver, site, SEOUL)  # answering goes on while it trains
+    assert "neutral staging ground" in text_of(driver, "#c1 blockquote")
+    driver.get(site.url + "/quality")
+    WebDriverWait(driver, TRAINING).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "tr.run.published, tr.run.kept, tr.run.failed")
+    )
+    run = text_of(driver, "tr.run")
+    assert driver.find_elements(By.CSS_SELECTOR, "tr.run.published, tr.run.kept"), f"the run failed: {run}"
+    assert "Ana <i>Ops</i>" in run
+    (recorded,) = site.log.training_runs(1)
+    assert recorded["started_by"] == "Ana <i>Ops</i>" and recorded["outcome"]["labelled"] >= 2
+    if recorded["status"] == "published":  # the console's own engine switches within seconds, without a restart
+        version = recorded["outcome"]["version"]
+
+        def switched(d: WebDriver) -> bool:
+            d.get(site.url + "/quality")
+            return version in text_of(d, "#training")
+
+        WebDriverWait(driver, 30, poll_frequency=2).until(switched)
+        site.engine.store.use_answer_model(None)  # the other tests expect the shipped model
+    else:
+        assert "keeping the model in use" in run
 
 
 def test_markup_in_documents_and_questions_shows_as_text(driver: WebDriver, site: Site) -> None:

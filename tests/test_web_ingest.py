@@ -400,3 +400,12 @@ def test_cli_usage_errors_are_one_line(settings: Settings, tmp_path, args: list[
     result = citebot(*args, env=cli_env(settings), cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_title_is_the_headline_not_the_browser_title(site: Site, store: ChunkStore, embedder: HashingEmbedder):
+    """A page whose only <head> title carries the site's name ("… | Harwick Gazette") is titled by its <h1>."""
+    title, paragraphs, published = ARTICLES["/news/bridge-cost.html"]
+    site.put("/news/plain-title.html", article_page(title, paragraphs, published=published, og_title=False))
+    url = site.url("/news/plain-title.html")
+    pipeline(store, embedder).run([url])
+    assert by_source(store)[url].title == "Harwick bridge cost rises to £2.8bn"

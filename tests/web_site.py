@@ -196,10 +196,14 @@ def article_page(
     published: str | None = None,
     author: str | None = "Jane Reporter",
     headings: dict[int, str] | None = None,
+    og_title: bool = True,
 ) -> str:
     """A news article the way sites serve them: menus, a cookie banner, ads, related links and comments around
-    the article, with the usual metadata in <head>. `headings` puts a subheading before paragraph i."""
+    the article, with the usual metadata in <head>. `headings` puts a subheading before paragraph i; without
+    `og_title` the only title in <head> is "<title> | Harwick Gazette" (the headline is still the page's <h1>)."""
     meta = []
+    if og_title:
+        meta.append(f'<meta property="og:title" content="{html.escape(title)}">')
     if published:
         meta.append(f'<meta property="article:published_time" content="{published}">')
     if author:
@@ -211,7 +215,6 @@ def article_page(
         body.append(f"<p>{html.escape(paragraph)}</p>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} | Harwick Gazette</title>
-<meta property="og:title" content="{html.escape(title)}">
 {"".join(meta)}
 <script>window.analytics = {{"track": true}};</script>
 <style>.ad {{ float: right; }}</style>

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.text import is_attribution, sentence_spans
+from bot.text import is_attribution, is_heading_line, sentence_spans
 from bot.types import NO_ANSWER, Answer, Chunk, Citation, ScoredChunk, Support
 
 BULLET_CHARS = "-•*✓–—·> \t"
@@ -17,8 +17,8 @@ BULLET_CHARS = "-•*✓–—·> \t"
 def quotable_sentences(chunk: Chunk) -> list[tuple[int, int, bool]]:
     """The chunk's sentences worth quoting, as (start, end, right under a heading) offsets into `chunk.text`.
 
-    Bullet marks are trimmed off; headings, the title line and source attributions are left out (they are labels,
-    not statements).
+    Bullet marks are trimmed off; headings (marked up, or plain lines that read as one, such as a document's
+    opening "Key Facts"), the title line and source attributions are left out (they are labels, not statements).
     """
     heading = chunk.heading.rsplit(" > ", 1)[-1]
     sentences = []
@@ -32,13 +32,17 @@ def quotable_sentences(chunk: Chunk) -> list[tuple[int, int, bool]]:
         if not quote or quote.startswith("#") or quote in (heading, chunk.title):
             after_heading = bool(heading) and (quote.startswith("#") or quote == heading)
             continue
+        if is_heading_line(chunk.text, start, end):
+            after_heading = True
+            continue
         sentences.append((start, end, after_heading))
         after_heading = False
     return sentences
 
 
-def citation(n: int, hit: ScoredChunk, start: int, end: int, quote: str) -> Citation:
-    """Citation `n` of `quote`, which is `document_text[start:end]` of the hit's document."""
+def citation(n: int, hit: ScoredChunk, start: int, end: int, quote: str, context: str | None = None) -> Citation:
+    """Citation `n` of `quote`, which is `document_text[start:end]` of the hit's document (`context`: the heading
+    it only makes sense under)."""
     return Citation(
         n=n,
         source=hit.source,
@@ -51,6 +55,7 @@ def citation(n: int, hit: ScoredChunk, start: int, end: int, quote: str) -> Cita
         doc_id=hit.chunk.doc_id,
         url=hit.url,
         published=hit.published,
+        context=context,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bot.answering import Answerer
 from bot.answering.extractive import ExtractiveAnswerer
-from bot.answering.llm import LLMAnswerer, create_chat_model
 from bot.config import LLMProvider, Settings
 
 
@@ -12,4 +11,7 @@ def create_answerer(settings: Settings, extractive: ExtractiveAnswerer) -> Answe
     """The extractive answerer, or an LLM answerer that falls back to it."""
     if settings.llm is LLMProvider.NONE:
         return extractive
+    # Imported here: LangChain's chat models take a noticeable part of start-up, and most installs never use them.
+    from bot.answering.llm import LLMAnswerer, create_chat_model
+
     return LLMAnswerer(create_chat_model(settings), fallback=extractive, timeout=settings.llm_timeout)

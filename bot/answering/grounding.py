@@ -17,29 +17,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 from bot.answering.words import WordStore, WordVectors
 from bot.keyword import STOP_WORDS, is_vocabulary_word, stem, words
+from bot.lexicon import common_words, question_scaffold
 from bot.retrieval import Retrieval
-
-# Words that shape a question rather than name what it asks about; never reported as missing.
-QUESTION_SCAFFOLD = frozenset(
-    """actually also anything basically big biggest briefly currently deal detail details different do does exactly
-    explain fact facts get go going got guy guys happen happened happening happens idea important info information
-    item kind know lot main mean meaning means mention mentioned mentions more most much need needs new news next
-    number part point points purpose real really reason reasons role say sort specifically stand stuff summary
-    summarise summarize talk talked talking thing things think type way ways whole work works yeah ok okay please
-    tell told quick quickly short overall exact main key some someone something somebody""".split()
-)
 
 # cosine of two single-word MiniLM vectors above which a question word counts as paraphrased in the passages
 SIMILAR_WORD = 0.6
-# The commonest English words (Zipf frequency >= 4.6, about once in 40k words: "guy", "special", "place"), from
-# wordfreq's data (CC BY-SA 4.0), written by `python -m bench train`; a missing noun outside it is salient.
-COMMON_WORDS_FILE = Path(__file__).resolve().parent / "model" / "common_words.txt"
-RARE_ZIPF = 4.6
 _NUMBER = re.compile(r"^\d[\d,.]*$")
 
 
@@ -58,12 +43,6 @@ class Grounding:
         return not self.salient
 
 
-@lru_cache(maxsize=1)
-def common_words() -> frozenset[str]:
-    """The commonest English words (see `COMMON_WORDS_FILE`)."""
-    return frozenset(COMMON_WORDS_FILE.read_text(encoding="utf-8").split())
-
-
 class GroundingChecker:
     """Checks questions against passages; single-word vectors are cached, so popular words are embedded once."""
 
@@ -76,7 +55,7 @@ class GroundingChecker:
 
     def check(self, retrieval: Retrieval) -> Grounding:
         question, hits, keyword = retrieval.question, retrieval.hits, retrieval.keyword
-        asked = _question_words(question.text)
+        asked = _question_words(question.reading)
         if not asked:
             return Grounding()
         passage_words: set[str] = set()
@@ -134,7 +113,7 @@ def _question_words(text: str) -> list[tuple[str, WordKind]]:
     nouns = _head_nouns(lowered)
     found: dict[str, WordKind] = {}
     for index, (token, word) in enumerate(zip(tokens, lowered, strict=True)):
-        if not _content_token(word) or word in QUESTION_SCAFFOLD:
+        if not _content_token(word) or word in question_scaffold():
             continue
         kind: WordKind = "word"
         if (index > 0 and token[:1].isupper() and not token.isupper()) or _NUMBER.match(word):
@@ -165,18 +144,51 @@ def _head_nouns(lowered: list[str]) -> set[int]:
     return heads
 
 
+# Words that join the parts of one name: "Pride and Prejudice", "Bank of England", "Fédération de Football".
+_NAME_JOINERS = frozenset("and of the de du des la le del van von & 's".split())
+
+
 def describe_missing(words_: Sequence[str], question: str) -> str:
-    """ "airline" asked as "Which airline ..." -> "an airline"; names and plurals stay as they are."""
+    """What the corpus doesn't mention, as the question wrote it: "airline" asked as "Which airline ..." -> "an
+    airline"; a name of several words is quoted whole ("Who wrote Pride and Prejudice?" -> “Pride and
+    Prejudice”); at most two phrases, joined by "or"."""
     if not words_:
         return ""
-    phrases = []
-    for word in words_[:2]:
-        match = re.search(rf"\b(\w+)\s+{re.escape(word)}\b", question, re.IGNORECASE)
-        before = match.group(1).lower() if match else ""
-        original = re.search(rf"\b{re.escape(word)}\b", question, re.IGNORECASE)
-        shown = original.group(0) if original else word
-        if shown[:1].isupper() or word.endswith("s") or word.isdigit() or before not in {"which", "what", "a", "an"}:
-            phrases.append(f"“{shown}”" if not shown[:1].isupper() and not word.isdigit() else shown)
+    tokens = list(re.finditer(r"[^\W_]+(?:['’][^\W_]+)?|&", question))
+    lowered = [token.group(0).lower().replace("’", "'").removesuffix("'s") for token in tokens]
+    wanted = set(words_)
+    phrases: list[str] = []
+    used: set[int] = set()
+    for word in words_:
+        if len(phrases) == 2:
+            break
+        places = [i for i, token in enumerate(lowered) if token == word]
+        if places and all(i in used for i in places):
+            continue  # part of a name already shown
+        index = next((i for i in places if i not in used), None)
+        if index is None:
+            phrases.append(f"“{word}”")
+            continue
+        first = last = index
+        # A name runs on through other missing words, and over a joiner between two of them.
+        while True:
+            if last + 1 < len(tokens) and lowered[last + 1] in wanted:
+                last += 1
+            elif last + 2 < len(tokens) and lowered[last + 1] in _NAME_JOINERS and lowered[last + 2] in wanted:
+                last += 2
+            else:
+                break
+        while first > 0 and lowered[first - 1] in wanted:
+            first -= 1
+        used.update(range(first, last + 1))
+        shown = question[tokens[first].start() : tokens[last].end()]
+        before = lowered[first - 1] if first > 0 else ""
+        if first != last:
+            phrases.append(f"“{shown}”")
+        elif shown[:1].isupper() or shown.isdigit():
+            phrases.append(shown)
+        elif word.endswith("s") or before not in {"which", "what", "a", "an"}:
+            phrases.append(f"“{shown}”")
         else:
             phrases.append(("an " if word[0] in "aeiou" else "a ") + shown)
-    return " or ".join(phrases)
+    return " or ".join(dict.fromkeys(phrases))

@@ -67,7 +67,7 @@ class SentenceScorer:
             if self._ranker is not None:
                 return
             try:
-                lightgbm = _import_lightgbm()
+                lightgbm = import_lightgbm()
                 meta = json.loads((self.directory / META_FILE).read_text(encoding="utf-8"))
                 if tuple(meta["features"]) != FEATURES:
                     raise AnswerError(
@@ -76,12 +76,25 @@ class SentenceScorer:
                     )
                 ranker = lightgbm.Booster(model_file=str(self.directory / RANKER_FILE))
                 confidence = lightgbm.Booster(model_file=str(self.directory / CONFIDENCE_FILE))
+            except AnswerError:
+                raise
             except OSError as exc:
                 raise AnswerError(
                     f"cannot read the sentence model in {self.directory} ({exc.strerror or exc}); "
                     "reinstall citebot or run `python -m bench train`"
                 ) from None
+            except Exception as exc:  # LightGBM's own error, or a meta file that is not what we wrote
+                raise AnswerError(
+                    f"the sentence model in {self.directory} is unreadable ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:160]})"
+                ) from None
             self._meta, self._ranker, self._confidence = meta, ranker, confidence
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What `meta.json` says of the model: its features, levels, what it was trained on and its figures."""
+        self._load()
+        return dict(self._meta)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -102,7 +115,7 @@ class SentenceScorer:
         return 1.0 / (1.0 + math.exp(-(slope * raw + intercept)))
 
 
-def _import_lightgbm() -> Any:
+def import_lightgbm() -> Any:
     """lightgbm without scikit-learn: lightgbm imports it, when installed, for an estimator API citebot never uses,
     and that import alone cost every answering process a second and 60 MB (bench startup)."""
     if "sklearn" in sys.modules:

@@ -27,10 +27,10 @@ import yarl
 
 from bot.config import LLMProvider, Settings
 from bot.discord_app.bot import AnswerEngine, CitebotBot
-from bot.discord_app.errors import DiscordSetupError
+from bot.discord_app.errors import DiscordSetupError, DiscordSyncError
 from bot.discord_app.logs import RedactToken, install_redaction, setup_logging
 from bot.errors import CitebotError
-from bot.feedback import FeedbackStore
+from bot.question_log import QuestionLog
 from bot.web import console_alongside
 
 __all__ = ["CitebotBot", "DiscordSetupError", "RedactToken", "main", "serve"]
@@ -135,7 +135,7 @@ def stop_on_signals(bot_holder: list[CitebotBot]) -> Any:
 async def serve(
     settings: Settings,
     engine: AnswerEngine,
-    feedback: FeedbackStore,
+    feedback: QuestionLog,
     *,
     bot_class: type[CitebotBot] = CitebotBot,
     reconnect: bool = True,
@@ -180,6 +180,9 @@ async def serve(
             except DiscordSetupError as exc:
                 print(str(exc), file=sys.stderr)
                 return 2
+            except DiscordSyncError as exc:
+                print(str(exc), file=sys.stderr)
+                return 1
             except (aiohttp.ClientError, OSError) as exc:
                 print(unreachable(settings, exc), file=sys.stderr)
                 return 1
@@ -207,7 +210,7 @@ def main(settings: Settings) -> int:
     from ingest.watch import Watcher
 
     engine = Engine(settings)
-    feedback = FeedbackStore.for_settings(settings)
+    feedback = QuestionLog.for_settings(settings)
     # One writer per process, sharing the engine's model and index: /ingest, and the watcher when asked for.
     ingestor = IngestPipeline.for_settings(settings, engine.store, engine.embedder)
     watcher = None

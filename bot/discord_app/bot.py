@@ -27,10 +27,10 @@ from bot.discord_app.cogs.ask import AskCog
 from bot.discord_app.cogs.feedback import FeedbackButton, FeedbackCog
 from bot.discord_app.cogs.info import InfoCog
 from bot.discord_app.cogs.ingest import IngestCog
-from bot.discord_app.errors import BUSY, RESTARTING, DiscordSetupError, polite_message
+from bot.discord_app.errors import BUSY, RESTARTING, DiscordSetupError, DiscordSyncError, polite_message
 from bot.discord_app.render import NO_MENTIONS, render_error
 from bot.errors import BusyError
-from bot.feedback import FeedbackStore
+from bot.question_log import QuestionLog
 from bot.types import Answer, DocumentRecord, Turn
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class CitebotBot(commands.AutoShardedBot):
         *,
         engine: AnswerEngine,
         settings: Settings,
-        feedback: FeedbackStore,
+        feedback: QuestionLog,
         message_content: bool = True,
         max_concurrent_answers: int = MAX_CONCURRENT_ANSWERS,
         max_waiting_answers: int = MAX_WAITING_ANSWERS,
@@ -125,7 +125,7 @@ class CitebotBot(commands.AutoShardedBot):
         )
         self.engine = engine
         self.settings = settings
-        self.feedback = feedback
+        self.question_log = feedback
         self.message_content = message_content
         self.cooldown_seconds = cooldown_seconds
         self.interaction_lifetime = interaction_lifetime
@@ -180,7 +180,8 @@ class CitebotBot(commands.AutoShardedBot):
 
         To the configured guild (commands show at once) and then no global copy, so moving from global to guild
         commands never shows /ask twice; else globally (it may take a while to show). A guild the bot is not in
-        (403 Missing Access) stops the start with one line.
+        (403 Missing Access) or that does not exist (404 Unknown Guild) stops the start with one line naming the
+        setting; any other refusal of the sync is one line too.
         """
         guild_id = self.settings.discord_guild_id
         guild = discord.Object(guild_id) if guild_id is not None else None
@@ -204,12 +205,20 @@ class CitebotBot(commands.AutoShardedBot):
             if guild_id is not None and await self.http.get_global_commands(self.application_id):  # type: ignore[arg-type]
                 await self.http.bulk_upsert_global_commands(self.application_id, [])  # type: ignore[arg-type]
                 log.info("removed the global copies of the commands, now synced to guild %s", guild_id)
-        except discord.Forbidden as exc:
+        except (discord.Forbidden, discord.NotFound) as exc:
             if guild_id is None:
-                raise
+                raise DiscordSyncError(
+                    f"citebot: Discord refused to sync the slash commands ({exc.status} {exc.text}); check that "
+                    "DISCORD_TOKEN belongs to the bot's application"
+                ) from None
             raise DiscordSetupError(
                 f"citebot: cannot sync commands to CITEBOT_DISCORD_GUILD_ID={guild_id} ({exc.status} {exc.text}): "
                 "invite the bot to that server, or fix or unset the id"
+            ) from None
+        except discord.HTTPException as exc:
+            raise DiscordSyncError(
+                f"citebot: Discord failed to sync the slash commands ({exc.status} {exc.text}); start the bot again "
+                "shortly"
             ) from None
 
     async def beat(self) -> None:
@@ -276,7 +285,9 @@ class CitebotBot(commands.AutoShardedBot):
     ) -> str | None:
         """Log the answer with where it was posted and who asked (queued, so it never waits for the disk); returns
         the id its vote buttons carry, None when the question log is off."""
-        return self.feedback.record_answer(answer, "discord", guild_id=guild_id, channel_id=channel_id, user_id=user.id)
+        return self.question_log.record_answer(
+            answer, "discord", guild_id=guild_id, channel_id=channel_id, user_id=user.id
+        )
 
     def allowed_channel(self, channel: discord.abc.Snowflake) -> bool:
         """Whether mentions are answered here; threads count as their parent channel."""

@@ -24,6 +24,10 @@ class DiscordSetupError(CitebotError):
     """The Discord adapter cannot start (bad token, bad shard settings); the message says what to fix."""
 
 
+class DiscordSyncError(CitebotError):
+    """Discord refused or failed to sync the slash commands for a reason that is not a setting; one line says it."""
+
+
 def polite_message(error: BaseException, where: str) -> str:
     """What to tell the user about `error`; unexpected errors are logged with their traceback here.
 

@@ -97,9 +97,10 @@ def citation_field(citation: Citation, value_limit: int = FIELD_VALUE_LIMIT) -> 
     """(name, value) of one citation field; the quote is shortened so the location line always survives."""
     name = shorten(f"[{citation.n}] {clean(citation.title or citation.source)}", FIELD_NAME_LIMIT)
     location = "\n" + citation_location(citation)
-    room = max(value_limit - len(location), 0)
+    context = f"under “{clean(shorten(' '.join(citation.context.split()), 200))}”\n" if citation.context else ""
+    room = max(value_limit - len(location) - len(context), 0)
     quote = _blockquote(shorten(clean(" ".join(citation.quote.split())), max(room - 2, 1)))
-    value = shorten(quote, room) + location
+    value = context + shorten(quote, room) + location
     return name, shorten(value, value_limit)
 
 
@@ -117,9 +118,9 @@ def render_answer(answer: Answer) -> discord.Embed:
 
     `answered`: the question as title. `closest`: the question as title too, another colour, and the footer
     says the quotes are the closest passages, not an answer. `none`: "The corpus doesn't say" as title, what is
-    missing (when the answer says) as text, and the question above it as the author line. The confidence and
-    the note go in the footer. Either way the question is in the embed, so a follow-up can be rebuilt from the
-    message alone (`embed_question`).
+    missing (when the answer says) as text, and the question above it as the author line. The confidence (not
+    for `none`) and the note go in the footer. Either way the question is in the embed, so a follow-up can be
+    rebuilt from the message alone (`embed_question`).
     """
     question = shorten(clean(" ".join(answer.question.split())) or "Answer", TITLE_LIMIT)
     text = answer.text.strip()
@@ -135,7 +136,8 @@ def render_answer(answer: Answer) -> discord.Embed:
         title, colour = question, CLOSEST_COLOUR if answer.support == "closest" else ANSWER_COLOUR
     notes = [CLOSEST_NOTE] if answer.support == "closest" else []
     notes += [answer.note] if answer.note else []
-    notes.append(f"confidence {answer.confidence:.0%}")
+    if answer.support != "none":  # "doesn't say" is the answer; a probability beside it would read as doubt
+        notes.append(f"confidence {answer.confidence:.0%}")
     footer = shorten(clean(" · ".join(notes)), FOOTER_LIMIT)
     description = shorten(clean(text) or "(no answer text)", DESCRIPTION_LIMIT)
 
@@ -167,7 +169,8 @@ def render_answer(answer: Answer) -> discord.Embed:
         embed.add_field(name="More citations", value=f"+{hidden} more not shown", inline=False)
     if author:
         embed.set_author(name=author)
-    embed.set_footer(text=footer)
+    if footer:  # a `none` answer has no note and no confidence: no footer at all (Discord refuses an empty one)
+        embed.set_footer(text=footer)
     return embed
 
 

@@ -19,7 +19,7 @@ import uvicorn
 
 from bot.config import Settings
 from bot.errors import ConsoleError
-from bot.feedback import FeedbackStore
+from bot.question_log import QuestionLog
 from bot.web.app import ConsoleEngine, create_app
 from bot.web.security import check_bind, is_loopback, web_token
 
@@ -63,7 +63,7 @@ def address_of(sock: socket.socket) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
-def _server(settings: Settings, engine: ConsoleEngine, questions: FeedbackStore) -> uvicorn.Server:
+def _server(settings: Settings, engine: ConsoleEngine, questions: QuestionLog) -> uvicorn.Server:
     app = create_app(settings, engine, questions)
     # log_config=None: uvicorn's loggers propagate to citebot's logging setup instead of replacing it.
     return uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
@@ -85,7 +85,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
     check_bind(host, settings)
     sock = listen(host, port)
     engine = Engine(settings)
-    questions = FeedbackStore.for_settings(settings)
+    questions = QuestionLog.for_settings(settings)
     print("citebot: loading the model...", file=sys.stderr)
     engine.warm_up()
     print(describe(settings, sock), file=sys.stderr, flush=True)
@@ -100,7 +100,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
 
 
 @contextmanager
-def serving(settings: Settings, engine: ConsoleEngine, questions: FeedbackStore, sock: socket.socket) -> Iterator[str]:
+def serving(settings: Settings, engine: ConsoleEngine, questions: QuestionLog, sock: socket.socket) -> Iterator[str]:
     """Serve the console on a listening socket from a background thread while the body runs; yields its address.
 
     Why a thread with its own event loop: uvicorn then leaves the signal handlers to the main program (it installs
@@ -118,7 +118,7 @@ def serving(settings: Settings, engine: ConsoleEngine, questions: FeedbackStore,
 
 
 @contextmanager
-def console_alongside(settings: Settings, engine: ConsoleEngine, questions: FeedbackStore) -> Iterator[None]:
+def console_alongside(settings: Settings, engine: ConsoleEngine, questions: QuestionLog) -> Iterator[None]:
     """`citebot discord` with CITEBOT_WEB_PORT: the console on that port while the bot runs (nothing when unset)."""
     if settings.web_port is None:
         yield

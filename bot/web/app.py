@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -34,8 +38,8 @@ from bot.config import Settings
 from bot.coverage import CachedEmbed, find_gaps
 from bot.dates import format_moment as when
 from bot.errors import CitebotError
-from bot.feedback import CHANNEL_KINDS, FeedbackStore, QuestionFilter, export_lines
 from bot.links import passage_path
+from bot.question_log import CHANNEL_KINDS, QuestionFilter, QuestionLog, export_lines
 from bot.types import SUPPORT_LEVELS, Answer, DocumentRecord, Turn
 from bot.web import charts
 from bot.web.security import SESSION_COOKIE, SESSION_SECONDS, Guard, Session
@@ -44,6 +48,7 @@ HERE = Path(__file__).parent
 PAGE_SIZE = 50
 PERIODS = (7, 30, 90)
 MAX_CONCURRENT_ASKS = 2
+TRAINING_LOG = "training.log"  # under CITEBOT_DATA_DIR: the output of the last training run started here
 _MARKER = re.compile(r"\[(\d+)\]")
 _DOC_ID = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
 _ANSWER_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -68,6 +73,14 @@ class ConsoleEngine(Protocol):
 
     def ingesting(self) -> list[DocumentRecord]: ...
 
+    def document(self, doc_id: str) -> DocumentRecord | None: ...
+
+    def passage_sentences(self, question: str, limit: int = 15) -> list[Any]: ...
+
+    def document_sentences(self, doc_id: str) -> list[tuple[int, int, str]]: ...
+
+    def model_info(self) -> dict[str, Any]: ...
+
 
 @dataclass
 class Console:
@@ -75,11 +88,12 @@ class Console:
 
     settings: Settings
     engine: ConsoleEngine
-    questions: FeedbackStore
+    questions: QuestionLog
     guard: Guard
     templates: Environment
     asking: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(MAX_CONCURRENT_ASKS))
     embed: CachedEmbed = field(init=False)
+    trainings: list[subprocess.Popen[bytes]] = field(default_factory=list)  # `citebot train` runs it started
 
     def __post_init__(self) -> None:
         self.embed = CachedEmbed(self.engine.embedder.embed_documents)
@@ -153,7 +167,7 @@ def parse_day(text: str | None) -> date | None:
         return None
 
 
-def create_app(settings: Settings, engine: ConsoleEngine, questions: FeedbackStore) -> FastAPI:
+def create_app(settings: Settings, engine: ConsoleEngine, questions: QuestionLog) -> FastAPI:
     """The console as an ASGI app; `bot.web.serve` runs it, tests drive it directly or in a browser."""
     console = Console(settings, engine, questions, Guard.for_settings(settings), templates())
     app = FastAPI(title="citebot console", docs_url=None, redoc_url=None, openapi_url=None)
@@ -237,7 +251,7 @@ def _add_pages(app: FastAPI, console: Console) -> None:
         return console.render(request, "login.html", target=local_path(next), failed=False)
 
     @app.post("/login", response_class=HTMLResponse)
-    async def login(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:
+    async def login(request: Request, token: str = Form(""), next: str = Form("/"), name: str = Form("")) -> Response:
         if not guard.login_required:
             return RedirectResponse(local_path(next), status_code=303)
         if not guard.check_token(token):
@@ -245,7 +259,7 @@ def _add_pages(app: FastAPI, console: Console) -> None:
             return console.render(request, "login.html", status_code=401, target=local_path(next), failed=True)
         if request.state.session is not None:
             guard.end(request.state.session)  # a new session at login, never one chosen before it
-        _session, cookie = guard.new_session()
+        _session, cookie = guard.new_session(" ".join(name.split())[:60])
         response = RedirectResponse(local_path(next), status_code=303)
         set_session_cookie(response, cookie, guard)
         return response
@@ -300,11 +314,10 @@ def _add_pages(app: FastAPI, console: Console) -> None:
         return console.render(request, "ask.html", question=question, answer=answered, error=None, answer_id=answer_id)
 
     @app.get("/doc/{doc_id}", response_class=HTMLResponse)
-    async def document(request: Request, doc_id: str, start: str = "", end: str = "") -> Response:
+    async def document(request: Request, doc_id: str, start: str = "", end: str = "", label_for: str = "") -> Response:
         if not _DOC_ID.match(doc_id):
             return _not_found(console, request, "There is no document with that id.")
-        records = {record.doc_id: record for record in await run_in_threadpool(console.engine.documents)}
-        record = records.get(doc_id)
+        record = await run_in_threadpool(console.engine.document, doc_id)
         found = await run_in_threadpool(console.engine.document_text, doc_id) if record else None
         if record is None or found is None:
             return _not_found(
@@ -315,6 +328,9 @@ def _add_pages(app: FastAPI, console: Console) -> None:
         text, complete = found
         span = _span(start, end, len(text))
         pieces = (text[: span[0]], text[span[0] : span[1]], text[span[1] :]) if span else None
+        # Opened from a question's page to label it: every sentence of the document, each with its button.
+        labelling = await run_in_threadpool(console.questions.get, label_for) if _ANSWER_ID.match(label_for) else None
+        sentences = await run_in_threadpool(console.engine.document_sentences, doc_id) if labelling else []
         return console.render(
             request,
             "doc.html",
@@ -325,6 +341,8 @@ def _add_pages(app: FastAPI, console: Console) -> None:
             pieces=pieces,
             bad_span=bool(start or end) and span is None,
             url=safe_url(record.url),
+            labelling=labelling,
+            sentences=sentences,
         )
 
     @app.get("/questions", response_class=HTMLResponse)
@@ -364,7 +382,84 @@ def _add_pages(app: FastAPI, console: Console) -> None:
             return _not_found(console, request, "That question is not in the log (it may have been pruned).")
         votes = await run_in_threadpool(console.questions.votes_of, answer_id)
         numbers = [int(citation.get("n", 0)) for citation in stored.citations]
-        return console.render(request, "question.html", stored=stored, votes=votes, numbers=numbers)
+        labels = await run_in_threadpool(partial(console.questions.labels, stored.question, include_undone=True))
+        sentences = await run_in_threadpool(console.engine.passage_sentences, stored.question)
+        present = {
+            label.doc_id: await run_in_threadpool(console.engine.document, label.doc_id)
+            for label in labels
+            if label.doc_id
+        }
+        marked = {(label.doc_id, label.start) for label in labels if label.standing and label.verdict == "answers"}
+        return console.render(
+            request,
+            "question.html",
+            stored=stored,
+            votes=votes,
+            numbers=numbers,
+            labels=labels,
+            stale={label.label_id for label in labels if label.doc_id and present.get(label.doc_id) is None},
+            sentences=sentences,
+            marked=marked,
+            unanswerable=any(label.standing and label.verdict == "unanswerable" for label in labels),
+            labelling=console.questions.enabled,
+        )
+
+    @app.post("/questions/{answer_id}/label")
+    async def label(
+        request: Request,
+        answer_id: str,
+        csrf: str = Form(""),
+        verdict: str = Form("answers"),
+        doc_id: str = Form(""),
+        start: str = Form(""),
+        end: str = Form(""),
+    ) -> Response:
+        refused = _check_csrf(console, request, csrf)
+        if refused:
+            return refused
+        stored = await run_in_threadpool(console.questions.get, answer_id) if _ANSWER_ID.match(answer_id) else None
+        if stored is None:
+            return _not_found(console, request, "That question is not in the log (it may have been pruned).")
+        who = guard.name_of(request.state.session)
+        if verdict == "unanswerable":
+            await run_in_threadpool(
+                console.questions.add_label, stored.question, "unanswerable", who, answer_id=answer_id
+            )
+            return RedirectResponse(f"/questions/{answer_id}#labels", status_code=303)
+        sentence = await run_in_threadpool(_sentence, console.engine, doc_id, start, end)
+        if sentence is None:
+            return console.render(
+                request,
+                "error.html",
+                status_code=400,
+                title="Not a sentence",
+                message="That is not a sentence of an indexed document (it may have changed since); reload the page.",
+            )
+        record, begin, finish, quote = sentence
+        await run_in_threadpool(
+            partial(
+                console.questions.add_label,
+                stored.question,
+                "answers",
+                who,
+                answer_id=answer_id,
+                doc_id=record.doc_id,
+                start=begin,
+                end=finish,
+                quote=quote,
+                source=record.source,
+            )
+        )
+        return RedirectResponse(f"/questions/{answer_id}#labels", status_code=303)
+
+    @app.post("/labels/{label_id}/undo")
+    async def undo(request: Request, label_id: str, csrf: str = Form(""), next: str = Form("/questions")) -> Response:
+        refused = _check_csrf(console, request, csrf)
+        if refused:
+            return refused
+        if _ANSWER_ID.match(label_id):
+            await run_in_threadpool(console.questions.undo_label, label_id, guard.name_of(request.state.session))
+        return RedirectResponse(local_path(next), status_code=303)
 
     @app.get("/gaps", response_class=HTMLResponse)
     async def gaps(request: Request, days: str = "") -> Response:
@@ -388,13 +483,52 @@ def _add_pages(app: FastAPI, console: Console) -> None:
         )
 
     @app.get("/quality", response_class=HTMLResponse)
-    async def quality(request: Request, days: str = "") -> Response:
+    async def quality(request: Request, days: str = "", busy: str = "") -> Response:
         period = _days(days)
         since = datetime.now(UTC).date() - timedelta(days=period - 1)
         activity = await run_in_threadpool(console.questions.activity, since)
+        console.trainings[:] = [process for process in console.trainings if process.poll() is None]  # reap the done
+        runs = await run_in_threadpool(console.questions.training_runs, 5) if console.questions.enabled else []
+        labels = await run_in_threadpool(console.questions.labels) if console.questions.enabled else []
+        voted = await run_in_threadpool(console.questions.voted) if console.questions.enabled else []
+        model = await run_in_threadpool(console.engine.model_info)
         return console.render(
-            request, "quality.html", days=period, periods=PERIODS, **charts.quality(activity, since, period)
+            request,
+            "quality.html",
+            days=period,
+            periods=PERIODS,
+            runs=runs,
+            running=any(run["status"] == "running" for run in runs),
+            busy=bool(busy),
+            labelled=len({label.key for label in labels}),
+            voted=len({" ".join(answer.question.split()).casefold() for answer in voted}),
+            model=model,
+            **charts.quality(activity, since, period),
         )
+
+    @app.post("/quality/train")
+    async def train(request: Request, csrf: str = Form("")) -> Response:
+        """Start `citebot train` in a process of its own: answering never waits for it, and every engine (this
+        console's too) switches to the new model when it is published."""
+        refused = _check_csrf(console, request, csrf)
+        if refused:
+            return refused
+        run_id = await run_in_threadpool(console.questions.start_training, guard.name_of(request.state.session))
+        if run_id is None:
+            return RedirectResponse("/quality?busy=1#training", status_code=303)
+        log_path = console.settings.data_dir / TRAINING_LOG  # what the run printed, for an operator to read
+        with log_path.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "train", "--run-id", run_id],
+                env={**os.environ, **console.settings.environment()},  # this console's index, however it was set
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        console.trainings.append(process)  # reaped when the console stops
+        await run_in_threadpool(partial(console.questions.update_training, run_id, message="starting", pid=process.pid))
+        return RedirectResponse("/quality#training", status_code=303)
 
     @app.get("/export", response_class=HTMLResponse)
     async def export_page(request: Request, days: str = "") -> Response:
@@ -421,7 +555,20 @@ def _add_pages(app: FastAPI, console: Console) -> None:
         )
 
 
-def _export(questions: FeedbackStore, days: int) -> list[dict[str, Any]]:
+def _sentence(engine: ConsoleEngine, doc_id: str, start: str, end: str) -> tuple[DocumentRecord, int, int, str] | None:
+    """The document and the quotable sentence at `start:end` of it, when that is one."""
+    if not (_DOC_ID.match(doc_id) and start.isdigit() and end.isdigit()):
+        return None
+    record = engine.document(doc_id)
+    if record is None:
+        return None
+    for begin, finish, quote in engine.document_sentences(doc_id):
+        if (begin, finish) == (int(start), int(end)):
+            return record, begin, finish, quote
+    return None
+
+
+def _export(questions: QuestionLog, days: int) -> list[dict[str, Any]]:
     """Declined and 👎 questions of the last `days` days (0: all) as `citebot eval` lines."""
     since = datetime.now(UTC).date() - timedelta(days=days - 1) if days > 0 else None
     return list(export_lines(questions, votes="down", declined=True, since=since))

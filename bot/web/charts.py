@@ -18,7 +18,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from bot.feedback import Activity
+from bot.question_log import Activity
 from bot.types import SUPPORT_LEVELS
 
 WIDTH, HEIGHT = 640, 240

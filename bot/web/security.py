@@ -76,6 +76,7 @@ class Guard:
         self._public_host = urlsplit(public_url).netloc.lower() if public_url else None
         self._key = secrets.token_bytes(32)
         self._sessions: set[str] = set()  # the logged-in sessions (an open console needs none)
+        self._names: dict[str, str] = {}  # session id -> the name its operator gave at login
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Guard:
@@ -88,12 +89,18 @@ class Guard:
     def _sign(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
 
-    def new_session(self) -> tuple[Session, str]:
-        """A fresh session and its cookie value."""
+    def new_session(self, name: str = "") -> tuple[Session, str]:
+        """A fresh session and its cookie value; `name` is who logged in (shown with the labels they set)."""
         session = Session(secrets.token_urlsafe(18), int(time.time()))
         if self.login_required:
             self._sessions.add(session.sid)
+        if name:
+            self._names[session.sid] = name
         return session, f"{session.value}.{self._sign(session.value)}"
+
+    def name_of(self, session: Session | None) -> str:
+        """Who uses a session: the name given at login, else "operator"."""
+        return self._names.get(session.sid, "operator") if session is not None else "operator"
 
     def session(self, cookie: str | None) -> Session | None:
         """The session a cookie proves, or None (missing, forged, expired or logged out)."""
@@ -111,6 +118,7 @@ class Guard:
 
     def end(self, session: Session) -> None:
         self._sessions.discard(session.sid)
+        self._names.pop(session.sid, None)
 
     def check_token(self, given: str) -> bool:
         return bool(self.token) and hmac.compare_digest(given.encode(), self.token.encode())

@@ -266,7 +266,7 @@ class AskCog(commands.Cog):
 
     def quoted(self, answer_id: str) -> tuple[tuple[str, int], ...]:
         """The (doc_id, start) of the passages an answer quoted, from the feedback store (blocking: SQLite)."""
-        stored = self.bot.feedback.get(answer_id)
+        stored = self.bot.question_log.get(answer_id)
         if stored is None:
             return ()
         return tuple((str(c.get("doc_id", "")), int(c.get("start", 0))) for c in stored.citations)

@@ -51,7 +51,7 @@ class FeedbackButton(
         where = f"vote by {interaction.user.id} on {self.answer_id}"
         try:
             stored = await asyncio.to_thread(
-                bot.feedback.record_vote,
+                bot.question_log.record_vote,
                 self.answer_id,
                 interaction.user.id,
                 self.vote,

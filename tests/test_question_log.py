@@ -1,4 +1,4 @@
-"""bot/feedback.py: the question log (answers, votes, several writers, retention) and `citebot feedback export`."""
+"""bot/question_log.py: the question log (answers, votes, several writers, retention) and `citebot feedback export`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from bot import feedback
+from bot import question_log
 from bot.config import Settings
 from bot.evaluation import load_cases
-from bot.feedback import FEEDBACK_FILE, FeedbackStore, QuestionFilter, export_command
+from bot.question_log import LEGACY_FILE, LOG_FILE, QuestionFilter, QuestionLog, export_command
 from bot.types import Answer, Citation
 
 
@@ -36,7 +36,7 @@ def export(settings: Settings, votes: str) -> list[dict[str, object]]:
 
 
 def test_answers_and_votes_round_trip(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "fb" / "feedback.sqlite3")
+    store = QuestionLog(tmp_path / "fb" / "question_log.sqlite3")
     answer_id = store.record_answer(answer("why?"))
     assert len(answer_id) == 32
     stored = store.get(answer_id)
@@ -53,12 +53,12 @@ def test_answers_and_votes_round_trip(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         store.record_vote(answer_id, 1, "sideways")  # type: ignore[arg-type]
 
-    reopened = FeedbackStore(store.path)  # survives a restart
+    reopened = QuestionLog(store.path)  # survives a restart
     assert [a.answer_id for a in reopened.voted()] == [answer_id]
 
 
 def test_export_writes_eval_cases(settings: Settings) -> None:
-    store = FeedbackStore(settings.data_dir / FEEDBACK_FILE)
+    store = QuestionLog(settings.data_dir / LOG_FILE)
     good = store.record_answer(answer("good?"))
     bad = store.record_answer(answer("bad?"))
     abstained = store.record_answer(answer("unknown?", abstained=True))
@@ -101,7 +101,7 @@ def full_answer(question: str, support: str = "answered", confidence: float = 0.
 
 
 def test_every_field_is_logged_and_user_ids_only_as_a_salted_hash(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "log.sqlite3")
+    store = QuestionLog(tmp_path / "log.sqlite3")
     user = 987654321987654321
     answer_id = store.record_answer(
         full_answer("who?", "closest", 0.4), "discord", guild_id=11, channel_id=22, user_id=user
@@ -124,11 +124,11 @@ def test_every_field_is_logged_and_user_ids_only_as_a_salted_hash(tmp_path: Path
     with sqlite3.connect(store.path) as db:
         hashes = {row[0] for row in db.execute("SELECT user_hash FROM answers UNION SELECT user_hash FROM votes")}
     assert hashes == {store.user_hash(user)} and len(store.user_hash(user)) == 32
-    assert FeedbackStore(tmp_path / "other.sqlite3").user_hash(user) != store.user_hash(user), "salted per log"
+    assert QuestionLog(tmp_path / "other.sqlite3").user_hash(user) != store.user_hash(user), "salted per log"
 
 
 def test_the_log_runs_in_wal_mode(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "log.sqlite3")
+    store = QuestionLog(tmp_path / "log.sqlite3")
     store.record_answer(full_answer("q"), "cli")
     store.flush()
     with sqlite3.connect(store.path) as db:
@@ -138,11 +138,11 @@ def test_the_log_runs_in_wal_mode(tmp_path: Path) -> None:
 def test_recording_never_waits_for_a_locked_database_and_retries_past_the_busy_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(feedback, "BUSY_SECONDS", 0.05)  # SQLite gives up fast: only citebot's retry can save the rows
-    store = FeedbackStore(tmp_path / "log.sqlite3")
+    monkeypatch.setattr(question_log, "BUSY_SECONDS", 0.05)  # SQLite gives up fast: only citebot's retry saves rows
+    store = QuestionLog(tmp_path / "log.sqlite3")
     store.get("0" * 32)  # create the file
     transactions = 0
-    real = feedback._transaction
+    real = question_log._transaction
 
     def counting(db: sqlite3.Connection, action: Any) -> Any:
         nonlocal transactions
@@ -150,7 +150,7 @@ def test_recording_never_waits_for_a_locked_database_and_retries_past_the_busy_t
         transactions += 1  # committed ones only (attempts that met the lock raise)
         return result
 
-    monkeypatch.setattr(feedback, "_transaction", counting)
+    monkeypatch.setattr(question_log, "_transaction", counting)
     blocker = sqlite3.connect(store.path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
     started = time.perf_counter()
@@ -166,7 +166,7 @@ def test_recording_never_waits_for_a_locked_database_and_retries_past_the_busy_t
 
 
 def _write_from_another_process(path: str, worker: int, count: int) -> None:
-    store = FeedbackStore(Path(path))
+    store = QuestionLog(Path(path))
     for index in range(count):
         answer_id = store.record_answer(full_answer(f"worker {worker} question {index}"), "cli")
         if index % 5 == 0:
@@ -184,14 +184,14 @@ def test_several_processes_write_at_once_without_losing_rows(tmp_path: Path) -> 
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    store = FeedbackStore(path)
+    store = QuestionLog(path)
     assert store.count() == 240
     assert store.count(QuestionFilter(vote="up")) == 4 * 12
     assert len({s.question for s in store.questions(limit=1000)}) == 240
 
 
 def test_retention_prunes_old_questions_with_their_votes(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "log.sqlite3", retention_days=90)
+    store = QuestionLog(tmp_path / "log.sqlite3", retention_days=90)
     old = store.record_answer(full_answer("old"), "repl")
     new = store.record_answer(full_answer("new"), "repl")
     assert old and new
@@ -203,26 +203,26 @@ def test_retention_prunes_old_questions_with_their_votes(tmp_path: Path) -> None
     with sqlite3.connect(store.path) as db:
         assert db.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 0
 
-    forever = FeedbackStore(store.path, retention_days=0)
+    forever = QuestionLog(store.path, retention_days=0)
     with sqlite3.connect(store.path) as db:
         db.execute("UPDATE answers SET created_at = ?", ("2000-01-01T00:00:00.000+00:00",))
     assert forever.prune() == 0 and forever.count() == 1
 
 
 def test_the_writer_prunes_as_it_goes(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "log.sqlite3", retention_days=1)
+    store = QuestionLog(tmp_path / "log.sqlite3", retention_days=1)
     store.record_answer(full_answer("ancient"), "cli")
     store.flush()
     with sqlite3.connect(store.path) as db:
         db.execute("UPDATE answers SET created_at = ?", ("2020-01-01T00:00:00.000+00:00",))
-    fresh = FeedbackStore(store.path, retention_days=1)  # a new process: its first write prunes
+    fresh = QuestionLog(store.path, retention_days=1)  # a new process: its first write prunes
     fresh.record_answer(full_answer("today"), "cli")
     fresh.flush()
     assert [s.question for s in fresh.questions()] == ["today"]
 
 
 def test_switched_off_the_log_records_nothing(settings: Settings) -> None:
-    off = FeedbackStore.for_settings(settings.model_copy(update={"question_log": False}))
+    off = QuestionLog.for_settings(settings.model_copy(update={"question_log": False}))
     assert off.record_answer(full_answer("private?"), "discord", user_id=5) is None
     assert not off.record_vote("0" * 32, 5, "up")
     assert off.count() == 0 and not off.enabled
@@ -230,7 +230,7 @@ def test_switched_off_the_log_records_nothing(settings: Settings) -> None:
 
 
 def test_filters_and_order(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "log.sqlite3")
+    store = QuestionLog(tmp_path / "log.sqlite3")
     ids = {}
     for question, kind, support in [
         ("a", "discord", "answered"),
@@ -258,7 +258,7 @@ def test_filters_and_order(tmp_path: Path) -> None:
 
 
 def test_export_with_declined_questions(settings: Settings) -> None:
-    store = FeedbackStore.for_settings(settings)
+    store = QuestionLog.for_settings(settings)
     store.record_answer(full_answer("unknown topic?", "none"), "discord")
     store.record_answer(full_answer("Unknown  topic?", "none"), "web")  # the same question again: one case
     store.record_answer(full_answer("vague?", "closest"), "cli")
@@ -282,7 +282,7 @@ CREATE TABLE votes (answer_id TEXT NOT NULL REFERENCES answers(answer_id), user_
 
 
 def test_a_version_1_feedback_file_is_migrated_in_place(settings: Settings) -> None:
-    path = settings.data_dir / FEEDBACK_FILE
+    path = settings.data_dir / LEGACY_FILE  # its name then: renamed to questions.sqlite3 at first open
     path.parent.mkdir(parents=True)
     with closing(sqlite3.connect(path)) as db, db:
         db.executescript(_VERSION_1)
@@ -290,12 +290,28 @@ def test_a_version_1_feedback_file_is_migrated_in_place(settings: Settings) -> N
             "INSERT INTO answers VALUES ('a' , 'old question?', 'old answer', '[]', 1, '2025-01-01T00:00:00+00:00')"
         )
         db.execute("INSERT INTO votes VALUES ('a', '424242', 'down', '2025-01-01T00:01:00+00:00')")
-    store = FeedbackStore.for_settings(settings)
+    store = QuestionLog.for_settings(settings)
     stored = store.get("a")
     assert stored is not None and (stored.question, stored.down, stored.support) == ("old question?", 1, "none")
     assert stored.channel_kind == "discord"
     assert store.record_vote("a", 424242, "up"), "the same user's new click replaces the migrated vote"
     assert (store.get("a").up, store.get("a").down) == (1, 0)  # type: ignore[union-attr]
-    with closing(sqlite3.connect(path)) as db:
+    assert not path.exists() and store.path == settings.data_dir / LOG_FILE
+    with closing(sqlite3.connect(store.path)) as db:
         assert "424242" not in {row[0] for row in db.execute("SELECT user_hash FROM votes")}
-        assert db.execute("PRAGMA user_version").fetchone()[0] == feedback.SCHEMA_VERSION
+        assert db.execute("PRAGMA user_version").fetchone()[0] == question_log.SCHEMA_VERSION
+
+
+def test_the_old_file_name_is_adopted_with_its_salt(settings: Settings) -> None:
+    """A log kept as feedback.sqlite3 keeps its questions, votes and salt (a user's vote still counts once)."""
+    old = QuestionLog(settings.data_dir / LEGACY_FILE)
+    answer_id = old.record_answer(answer("kept?"))
+    assert answer_id and old.record_vote(answer_id, 7, "down")
+    old.close()
+    store = QuestionLog.for_settings(settings)
+    assert store.path.name == LOG_FILE and not (settings.data_dir / LEGACY_FILE).exists()
+    assert not (settings.data_dir / LEGACY_FILE).with_suffix(".salt").exists()
+    assert store.record_vote(answer_id, 7, "up")
+    kept = store.get(answer_id)
+    assert kept is not None and (kept.up, kept.down) == (1, 0), "the same user: the vote was replaced"
+    store.close()

@@ -1,6 +1,7 @@
 """The question log: every question citebot answers (Discord, the REPL, `citebot ask`, the console), the answer as it
-was given, and the 👍/👎 votes on it, in one SQLite file under `CITEBOT_DATA_DIR` (`feedback.sqlite3`, the name it
-had when it held only Discord feedback; older files are migrated in place). This module must not import discord or
+was given, the 👍/👎 votes on it and the operators' labels, in one SQLite file under `CITEBOT_DATA_DIR`
+(`questions.sqlite3`; a `feedback.sqlite3` from when it held only Discord feedback is renamed at first open, and older
+schemas are migrated in place). This module must not import discord or
 the web stack: it is core code, and each adapter makes one call to record.
 
 Why SQLite, and how it stays safe with several writers: the bot (one process per shard group), every `citebot ask`,
@@ -25,10 +26,21 @@ Tables (schema version 2, `PRAGMA user_version`):
   channel_kind discord|repl|cli|web, guild_id, channel_id, user_hash, note)`; `citations` holds the citations as
   `citebot ask --json` gives them, so the cited documents and offsets are there;
 - `votes(answer_id, user_hash, vote up|down, voted_at, guild_id, channel_id, message_id)`, one row per (answer,
-  user): a second click by the same user replaces the first.
+  user): a second click by the same user replaces the first;
+- `labels(label_id, question, answer_id, verdict answers|unanswerable, doc_id, start, end, quote, source,
+  origin console|import, labelled_by, created_at, undone_at, undone_by)` (schema version 3): what an operator said
+  of a question: this sentence answers it (a document and offsets, with the quote and source as they were, so a
+  label on a document that changed since is found and flagged), or nothing in the corpus does. A label is undone by
+  stamping it (`undone_at`), never deleted before the log's retention takes it; `citebot train` learns from the
+  labels that stand (`bot.learning`);
+- `training_runs(run_id, started_at, started_by, finished_at, status running|published|kept|failed, message,
+  outcome JSON, pid)`: each `citebot train` (from the command line or the console's Quality page), its progress
+  and its figures.
 
-`citebot feedback export --votes down|up|all [--declined]` writes one JSONL line per question (the latest answer of
-each distinct question; its verdict is the majority of its votes, ties count as down so problems are not hidden):
+`citebot feedback export --votes down|up|all [--declined]` writes one JSONL line per question: first the questions
+operators labelled (`{"q", "evidence": [the quotes marked as answering], "kind": "label"}` or `{"q",
+"unanswerable": true, "kind": "label"}`), then the voted ones (the latest answer of each distinct question; its
+verdict is the majority of its votes, ties count as down so problems are not hidden):
 
 - 👍 `{"q": question, "evidence": [cited quotes], "answer_any": [], "kind": "feedback-up"}` — a ready regression
   case: the engine must keep citing one of these quotes.
@@ -43,6 +55,7 @@ each distinct question; its verdict is the majority of its votes, ties count as 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import hmac
 import json
@@ -64,15 +77,16 @@ from typing import Any, Literal, NamedTuple, TextIO, TypeVar, get_args
 from bot.config import Settings
 from bot.types import Answer
 
-log = logging.getLogger("citebot.feedback")
+log = logging.getLogger("citebot.question_log")
 
 Vote = Literal["up", "down"]
 VOTES: tuple[Vote, ...] = ("up", "down")
 ChannelKind = Literal["discord", "repl", "cli", "web"]
 CHANNEL_KINDS: tuple[ChannelKind, ...] = get_args(ChannelKind)
 VoteFilter = Literal["up", "down", "voted", "unvoted"]
-FEEDBACK_FILE = "feedback.sqlite3"
-SCHEMA_VERSION = 2
+LOG_FILE = "questions.sqlite3"
+LEGACY_FILE = "feedback.sqlite3"
+SCHEMA_VERSION = 3
 
 # SQLite's own wait for a lock held by another process, per statement...
 BUSY_SECONDS = 5.0
@@ -115,9 +129,39 @@ CREATE TABLE IF NOT EXISTS votes (
     message_id TEXT,
     PRIMARY KEY (answer_id, user_hash)
 )"""
+_LABELS = """
+CREATE TABLE IF NOT EXISTS labels (
+    label_id TEXT PRIMARY KEY,
+    question TEXT NOT NULL,
+    answer_id TEXT REFERENCES answers(answer_id) ON DELETE CASCADE,
+    verdict TEXT NOT NULL CHECK (verdict IN ('answers', 'unanswerable')),
+    doc_id TEXT,
+    start INTEGER,
+    "end" INTEGER,
+    quote TEXT,
+    source TEXT,
+    origin TEXT NOT NULL,
+    labelled_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    undone_at TEXT,
+    undone_by TEXT
+)"""
+_TRAINING_RUNS = """
+CREATE TABLE IF NOT EXISTS training_runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    started_by TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL CHECK (status IN ('running', 'published', 'kept', 'failed')),
+    message TEXT NOT NULL DEFAULT '',
+    outcome TEXT,
+    pid INTEGER
+)"""
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS answers_by_time ON answers (created_at)",
     "CREATE INDEX IF NOT EXISTS votes_by_answer ON votes (answer_id)",
+    "CREATE INDEX IF NOT EXISTS labels_by_answer ON labels (answer_id)",
+    "CREATE INDEX IF NOT EXISTS labels_by_time ON labels (created_at)",
 )
 # Columns that schema version 1 (Discord feedback only) lacked, with what old rows get.
 _ADDED_ANSWER_COLUMNS = (
@@ -181,6 +225,43 @@ class StoredAnswer:
     @property
     def declined(self) -> bool:
         return self.support != "answered"
+
+
+Verdict = Literal["answers", "unanswerable"]
+LabelOrigin = Literal["console", "import"]
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """What an operator said of a question: `answers` (the sentence `quote` at `start:end` of `doc_id` answers it)
+    or `unanswerable` (nothing in the corpus does); who said it, when, and whether it was undone since."""
+
+    label_id: str
+    question: str
+    verdict: Verdict
+    labelled_by: str
+    created_at: str
+    origin: str = "console"
+    answer_id: str | None = None
+    doc_id: str | None = None
+    start: int | None = None
+    end: int | None = None
+    quote: str | None = None
+    source: str | None = None
+    undone_at: str | None = None
+    undone_by: str | None = None
+
+    @property
+    def standing(self) -> bool:
+        return self.undone_at is None
+
+    @property
+    def key(self) -> str:
+        """The question as labels group it: the same words, whatever the case and spacing."""
+        return _question_key(self.question)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +350,7 @@ def _is_locked(error: sqlite3.OperationalError) -> bool:
     return "locked" in message or "busy" in message
 
 
-class FeedbackStore:
+class QuestionLog:
     """The question log. Cheap to construct: the file is opened (created, migrated) on first use.
 
     Thread-safe: each call, and each batch of the writer thread, opens its own short connection (SQLite
@@ -293,9 +374,10 @@ class FeedbackStore:
         self._last_error: str | None = None
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> FeedbackStore:
+    def for_settings(cls, settings: Settings) -> QuestionLog:
+        _adopt_legacy_file(settings.data_dir)
         return cls(
-            settings.data_dir / FEEDBACK_FILE,
+            settings.data_dir / LOG_FILE,
             enabled=settings.question_log,
             retention_days=settings.log_retention_days,
         )
@@ -327,17 +409,19 @@ class FeedbackStore:
             self._ready = True
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        """Create the tables, or bring a version-1 file (Discord feedback only) to version 2, in one transaction so
-        processes that start together cannot both migrate."""
+        """Create the tables, or bring an older file to this version (1: Discord feedback only; 2: no labels), in
+        one transaction so processes that start together cannot both migrate."""
         db.execute("BEGIN IMMEDIATE")
         try:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             if version < SCHEMA_VERSION:
                 tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if "answers" in tables:
+                if "answers" in tables and version < 2:
                     self._migrate_v1(db, tables)
                 db.execute(_ANSWERS)
                 db.execute(_VOTES)
+                db.execute(_LABELS)
+                db.execute(_TRAINING_RUNS)
                 for statement in _INDEXES:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -489,12 +573,14 @@ class FeedbackStore:
             return self._retry(lambda: _transaction(db, write))
 
     def prune(self, now: datetime | None = None) -> int:
-        """Delete questions (and their votes) older than the retention period; returns how many went."""
+        """Delete questions (with their votes and labels) and imported labels older than the retention period;
+        returns how many questions went."""
         if self.retention_days <= 0:
             return 0
         cutoff = ((now or datetime.now(UTC)) - timedelta(days=self.retention_days)).isoformat()
 
         def delete(db: sqlite3.Connection) -> int:
+            db.execute("DELETE FROM labels WHERE created_at < ? AND answer_id IS NULL", (cutoff,))
             return db.execute("DELETE FROM answers WHERE created_at < ?", (cutoff,)).rowcount
 
         with self._connect() as db:
@@ -502,6 +588,167 @@ class FeedbackStore:
         if removed:
             log.info("pruned %d question(s) older than %d days from the question log", removed, self.retention_days)
         return removed
+
+    def add_label(
+        self,
+        question: str,
+        verdict: Verdict,
+        labelled_by: str,
+        *,
+        answer_id: str | None = None,
+        doc_id: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        quote: str | None = None,
+        source: str | None = None,
+        origin: LabelOrigin = "console",
+    ) -> Label:
+        """Record a label (see `Label`); marking a sentence already marked for the question returns that label.
+        A verdict replaces the standing labels of the other verdict for the same question (an operator who marks a
+        sentence after saying "nothing answers it" changed their mind), which are stamped undone by them."""
+        if verdict not in ("answers", "unanswerable"):
+            raise ValueError(f"verdict must be 'answers' or 'unanswerable', not {verdict!r}")
+        if verdict == "answers" and (doc_id is None or start is None or end is None or quote is None):
+            raise ValueError("an `answers` label names its sentence: doc_id, start, end and quote")
+        self.flush()
+        key = _question_key(question)
+        label = Label(
+            uuid.uuid4().hex,
+            " ".join(question.split()),
+            verdict,
+            labelled_by,
+            _now(),
+            origin,
+            answer_id,
+            doc_id,
+            start,
+            end,
+            quote,
+            source,
+        )
+
+        def write(db: sqlite3.Connection) -> Label:
+            standing = [_label_from(row) for row in db.execute(f"{_SELECT_LABELS} WHERE undone_at IS NULL")]
+            mine = [found for found in standing if found.key == key]
+            for found in mine:
+                if found.verdict == verdict and (
+                    verdict == "unanswerable" or (found.doc_id, found.start) == (doc_id, start)
+                ):
+                    return found
+            stale = [found.label_id for found in mine if found.verdict != verdict]
+            db.executemany(
+                "UPDATE labels SET undone_at = ?, undone_by = ? WHERE label_id = ?",
+                [(label.created_at, labelled_by, label_id) for label_id in stale],
+            )
+            db.execute(
+                'INSERT INTO labels (label_id, question, answer_id, verdict, doc_id, start, "end", quote, source,'
+                " origin, labelled_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    label.label_id,
+                    label.question,
+                    answer_id,
+                    verdict,
+                    doc_id,
+                    start,
+                    end,
+                    quote,
+                    source,
+                    origin,
+                    labelled_by,
+                    label.created_at,
+                ),
+            )
+            return label
+
+        with self._connect() as db:
+            return self._retry(lambda: _transaction(db, write))
+
+    def undo_label(self, label_id: str, undone_by: str) -> bool:
+        """Stamp a label undone (it stays in the log, shown as undone); False when it is unknown or undone already."""
+
+        def write(db: sqlite3.Connection) -> bool:
+            changed = db.execute(
+                "UPDATE labels SET undone_at = ?, undone_by = ? WHERE label_id = ? AND undone_at IS NULL",
+                (_now(), undone_by, label_id),
+            ).rowcount
+            return bool(changed)
+
+        with self._connect() as db:
+            return self._retry(lambda: _transaction(db, write))
+
+    def labels(self, question: str | None = None, include_undone: bool = False) -> list[Label]:
+        """Labels, oldest first: those of one question (whatever its case and spacing), or all."""
+        self.flush()
+        where = "" if include_undone else " WHERE undone_at IS NULL"
+        with self._connect() as db:
+            found = [_label_from(row) for row in db.execute(f"{_SELECT_LABELS}{where} ORDER BY created_at, rowid")]
+        if question is None:
+            return found
+        key = _question_key(question)
+        return [label for label in found if label.key == key]
+
+    def start_training(self, started_by: str, pid: int | None = None) -> str | None:
+        """Record a training run as running and return its id; None when another run is running (a run whose process
+        is gone counts as failed)."""
+        run_id = uuid.uuid4().hex
+
+        def write(db: sqlite3.Connection) -> str | None:
+            for other, other_pid in db.execute("SELECT run_id, pid FROM training_runs WHERE status = 'running'"):
+                if other_pid is not None and _alive(int(other_pid)):
+                    return None
+                db.execute(
+                    "UPDATE training_runs SET status = 'failed', finished_at = ?, message = ? WHERE run_id = ?",
+                    (_now(), "the training process ended without finishing", other),
+                )
+            db.execute(
+                "INSERT INTO training_runs (run_id, started_at, started_by, status, pid)"
+                " VALUES (?, ?, ?, 'running', ?)",
+                (run_id, _now(), started_by, pid),
+            )
+            return run_id
+
+        with self._connect() as db:
+            return self._retry(lambda: _transaction(db, write))
+
+    def update_training(
+        self,
+        run_id: str,
+        *,
+        message: str,
+        status: str = "running",
+        outcome: dict[str, Any] | None = None,
+        pid: int | None = None,
+    ) -> None:
+        finished = None if status == "running" else _now()
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE training_runs SET status = ?, message = ?, finished_at = COALESCE(?, finished_at),"
+                " outcome = COALESCE(?, outcome), pid = COALESCE(?, pid) WHERE run_id = ?",
+                (status, message, finished, json.dumps(outcome) if outcome is not None else None, pid, run_id),
+            )
+
+        with self._connect() as db:
+            self._retry(lambda: _transaction(db, write))
+
+    def training_runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest training runs, newest first; a run whose process is gone without finishing is marked failed."""
+        with self._connect() as db:
+            for run_id, pid in db.execute("SELECT run_id, pid FROM training_runs WHERE status = 'running'").fetchall():
+                if pid is not None and not _alive(int(pid)):
+                    self.update_training(
+                        run_id, message="the training process ended without finishing", status="failed"
+                    )
+            rows = db.execute(
+                "SELECT run_id, started_at, started_by, finished_at, status, message, outcome FROM training_runs"
+                " ORDER BY started_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        names = ("run_id", "started_at", "started_by", "finished_at", "status", "message", "outcome")
+        runs = [dict(zip(names, row, strict=True)) for row in rows]
+        for run in runs:
+            run["outcome"] = json.loads(run["outcome"]) if run["outcome"] else None
+        return runs
 
     def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
         """Wait until every answer this process queued so far is written; False if that took over `timeout`."""
@@ -675,6 +922,26 @@ def _transaction(db: sqlite3.Connection, action: Callable[[sqlite3.Connection], 
     return result
 
 
+_SELECT_LABELS = (
+    'SELECT label_id, question, verdict, labelled_by, created_at, origin, answer_id, doc_id, start, "end", quote,'
+    " source, undone_at, undone_by FROM labels"
+)
+
+
+def _label_from(row: Sequence[Any]) -> Label:
+    return Label(*row)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _optional_id(value: int | str | None) -> str | None:
     return None if value is None else str(value)
 
@@ -683,20 +950,57 @@ def _question_key(question: str) -> str:
     return " ".join(question.split()).casefold()
 
 
+def _adopt_legacy_file(data_dir: Path) -> None:
+    """Rename the log's old file (and its WAL, shared-memory and salt files) to its current name, once."""
+    legacy, current = data_dir / LEGACY_FILE, data_dir / LOG_FILE
+    if not legacy.exists() or current.exists():
+        return
+    moves = [(legacy.with_name(legacy.name + suffix), current.with_name(current.name + suffix)) for suffix in WAL_FILES]
+    moves += [(legacy.with_suffix(".salt"), current.with_suffix(".salt")), (legacy, current)]  # the database last
+    for old, new in moves:
+        with contextlib.suppress(FileNotFoundError):  # absent, or another process moved it first
+            old.replace(new)
+
+
+WAL_FILES = ("-wal", "-shm")
+
+
+def label_lines(store: QuestionLog) -> Iterator[dict[str, Any]]:
+    """The labelled questions as `citebot eval` cases: the quotes marked as answering (`evidence`), or
+    `"unanswerable": true`; one per distinct question, in the order they were first labelled."""
+    grouped: dict[str, list[Label]] = {}
+    for label in store.labels():
+        grouped.setdefault(label.key, []).append(label)
+    for labels in grouped.values():
+        question = labels[-1].question
+        if any(label.verdict == "unanswerable" for label in labels):
+            yield {"q": question, "unanswerable": True, "kind": "label"}
+        else:
+            quotes = list(dict.fromkeys(label.quote for label in labels if label.quote))
+            yield {"q": question, "evidence": quotes, "answer_any": [], "kind": "label"}
+
+
 def export_lines(
-    store: FeedbackStore, votes: str = "down", declined: bool = False, since: date | None = None
+    store: QuestionLog, votes: str = "down", declined: bool = False, since: date | None = None
 ) -> Iterator[dict[str, Any]]:
     """The `citebot eval` cases for voted (and, with `declined`, declined) questions, oldest first, one per distinct
-    question (its latest answer); see the module docstring for the shapes."""
+    question (its latest answer); see the module docstring for the shapes. Questions an operator labelled come as
+    `label_lines` give them, first, and not again from their votes."""
     if votes not in ("up", "down", "all"):
         raise ValueError(f"votes must be up, down or all, not {votes!r}")
+    labelled = set()
+    for line in label_lines(store):
+        labelled.add(_question_key(str(line["q"])))
+        yield line
     query, params = QuestionFilter(since=since).sql()
     wanted = "up + down > 0 OR support != 'answered'" if declined else "up + down > 0"
     latest: dict[str, StoredAnswer] = {}
     for stored in store._select(f"SELECT * FROM ({query}) WHERE {wanted} ORDER BY created_at, seq", params):
         latest.pop(_question_key(stored.question), None)  # re-inserted: the order follows the latest answer
         latest[_question_key(stored.question)] = stored
-    for stored in latest.values():
+    for key, stored in latest.items():
+        if key in labelled:
+            continue
         verdict = stored.verdict
         if verdict is None:
             if declined:
@@ -724,7 +1028,7 @@ def _rejected(stored: StoredAnswer, kind: str) -> dict[str, Any]:
 
 def export_command(settings: Settings, output: TextIO, votes: str = "down", declined: bool = False) -> int:
     """`citebot feedback export`: write the voted (and declined) questions as JSONL evaluation cases to `output`."""
-    store = FeedbackStore.for_settings(settings)
+    store = QuestionLog.for_settings(settings)
     for line in export_lines(store, votes, declined):
         output.write(json.dumps(line, ensure_ascii=False) + "\n")
     return 0
