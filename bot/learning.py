@@ -194,6 +194,10 @@ def load_shipped(path: Path = SHIPPED_DATA) -> list[Group]:
 # -- judging a model ---------------------------------------------------------------------------------------------
 
 
+# `judge`'s figures that are shares (the others, "questions" and "answerable", are counts), in the order shown.
+SHARES = ("first_quote", "evidence_shown", "answered", "answered_precision", "unanswerable_not_answered")
+
+
 def judge(scorer: SentenceScorer, groups: Sequence[Group]) -> dict[str, float]:
     """How a model does on groups: the first quote right (answerable), evidence among the sentences shown, answered
     confidently and the precision of those answers, and unanswerable questions kept from a confident answer."""
@@ -306,6 +310,10 @@ def retrain(engine: Engine, log: QuestionLog, progress: Progress = lambda line: 
         files = {name: (folder / name).read_bytes() for name in (RANKER_FILE, CONFIDENCE_FILE, META_FILE)}
         engine.store.put_answer_model(version, files)
     outcome.message = f"published answer model {version}: every engine answering from this index switches to it"
+    if not held:
+        outcome.message += (
+            " (no labelled question was put aside to judge it: about one in four is, once there are more)"
+        )
     return outcome
 
 

@@ -242,6 +242,8 @@ def render_training(outcome: Outcome, out: Console | None = None) -> None:
     guard on the shipped question sets, and what became of the new model."""
     from rich.table import Table
 
+    from bot.learning import SHARES
+
     out = out or console
     paragraph(
         out,
@@ -253,9 +255,8 @@ def render_training(outcome: Outcome, out: Console | None = None) -> None:
         table.add_column("figure")
         table.add_column("before", justify="right")
         table.add_column("after", justify="right")
-        for name, value in outcome.before.items():
-            if name != "questions":
-                table.add_row(name.replace("_", " "), f"{value:.3f}", f"{outcome.after[name]:.3f}")
+        for name in SHARES:
+            table.add_row(name.replace("_", " "), f"{outcome.before[name]:.3f}", f"{outcome.after[name]:.3f}")
         out.print(table)
     for source, figures in outcome.guard.items():
         paragraph(out, f"first quote on the shipped {source} set: {figures['before']:.3f} -> {figures['after']:.3f}")

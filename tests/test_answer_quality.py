@@ -97,6 +97,8 @@ def test_tell_me_more_quotes_what_was_not_given_and_k_bounds_it(engine: Engine) 
     assert more.citations and len(more.citations) <= 3
     given = {c.quote for c in first.citations}
     assert not given & {c.quote for c in more.citations}
+    # What is left after the answer is never presented as the answer, nor with the answer's confidence.
+    assert more.support == "closest" and more.confidence < first.confidence, (more.support, more.confidence)
 
 
 def test_off_topic_questions_get_none(engine: Engine) -> None:

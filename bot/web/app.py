@@ -38,6 +38,7 @@ from bot.config import Settings
 from bot.coverage import CachedEmbed, find_gaps
 from bot.dates import format_moment as when
 from bot.errors import CitebotError
+from bot.learning import SHARES
 from bot.links import passage_path
 from bot.question_log import CHANNEL_KINDS, QuestionFilter, QuestionLog, export_lines
 from bot.types import SUPPORT_LEVELS, Answer, DocumentRecord, Turn
@@ -499,6 +500,7 @@ def _add_pages(app: FastAPI, console: Console) -> None:
             periods=PERIODS,
             runs=runs,
             running=any(run["status"] == "running" for run in runs),
+            shares=SHARES,
             busy=bool(busy),
             labelled=len({label.key for label in labels}),
             voted=len({" ".join(answer.question.split()).casefold() for answer in voted}),
