@@ -37,9 +37,38 @@ def test_the_shipped_ranker_prefers_the_sentence_that_matches_the_question() -> 
 
 def test_confidence_is_a_probability_that_grows_with_the_evidence() -> None:
     scorer = SentenceScorer()
-    poor = np.stack([row(cos=0.1, passage_similarity=0.2, missing_weight=0.8), row(cos=0.1)])
+    # Rows as a real question of three terms gives them: one that nothing matches, one that states what is asked.
+    poor = np.stack(
+        [
+            row(cos=0.1, passage_similarity=0.2, missing_weight=0.8, unmatched_weight=0.8, question_terms=3),
+            row(cos=0.1, question_terms=3),
+        ]
+    )
     good = np.stack(
-        [row(cos=0.8, coverage=1.0, coverage_context=1.0, soft_coverage=0.9, passage_similarity=0.7), row()]
+        [
+            row(
+                cos=0.8,
+                cos_best=0.8,
+                coverage=1.0,
+                coverage_best=1.0,
+                coverage_context=1.0,
+                coverage_window=1.0,
+                soft_coverage=0.9,
+                soft_coverage_min=0.8,
+                passage_similarity=0.7,
+                passage_score=1.0,
+                matched=3,
+                exact_words=1.0,
+                question_terms=3,
+                doc_coverage=1.0,
+                focus_terms=1,
+                focus_coverage=1.0,
+                offers=1,
+                offers_count=1,
+                offers_near_focus=1,
+            ),
+            row(question_terms=3),
+        ]
     )
     low = scorer.confidence(poor, scorer.rank(poor))
     high = scorer.confidence(good, scorer.rank(good))
