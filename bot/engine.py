@@ -56,6 +56,8 @@ def clean_question(text: str) -> str:
     question = " ".join(text.split())
     if not question:
         raise QuestionError("the question is empty; ask something about the corpus")
+    if not re.search(r"[^\W_]", question):
+        raise QuestionError(f"“{question[:40]}” has no words in it; ask something about the corpus")
     if len(question) > MAX_QUESTION_CHARS:
         raise QuestionError(
             f"the question is {len(question):,} characters long; ask it in at most {MAX_QUESTION_CHARS:,}"

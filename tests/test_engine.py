@@ -117,7 +117,7 @@ def test_an_elliptical_follow_up_is_answered_in_context(real_engine: Engine) -> 
     assert any("May 12-13" in citation.quote for citation in when.citations)
 
 
-@pytest.mark.parametrize("question", ["", "   ", "x" * 1001])
+@pytest.mark.parametrize("question", ["", "   ", "x" * 1001, "???", "!!! ..."])
 def test_unusable_questions_get_a_one_line_error(engine: Engine, question: str) -> None:
     with pytest.raises(QuestionError) as error:
         engine.ask(question)
