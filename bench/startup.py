@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -28,6 +29,7 @@ from bench.common import SEED_CORPUS, ChildResult, format_bytes, load_average, p
 
 VENV_BIN = Path(sys.executable).parent
 QUESTION = "why Seoul?"
+ANSWER_END = re.compile(r"confidence \d|^The corpus doesn't say")
 REPL_QUESTIONS = ["why Seoul?", "Who leads China's delegation?", "What did Bessent praise in Davos?"]
 REPL_IDLE_GOAL_BYTES = 400 * 1000 * 1000
 
@@ -69,7 +71,9 @@ def repl_memory(env: dict[str, str], cwd: Path) -> tuple[int, int]:
         for question in REPL_QUESTIONS:
             process.stdin.write(question + "\n")
             process.stdin.flush()
-            while not process.stdout.readline().startswith("confidence"):
+            # Each answer ends with its footer ("confidence 0.83", "closest passage, … · confidence 0.41"), or is
+            # "The corpus doesn't say …" with none.
+            while not ANSWER_END.search(process.stdout.readline()):
                 pass
         time.sleep(1.0)
         used = rss_bytes(process.pid)

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.answering.scorer import MODEL_DIR, SentenceScorer
+from bot.answering.scorer import CONFIDENCE_FILE, MODEL_DIR, RANKER_FILE, SentenceScorer
 from bot.answering.sentences import FEATURES
-from bot.answering.training import Group, fit_platt, train_ranker
+from bot.answering.training import Group, confidence_rows, fit_platt, import_lightgbm, train_ranker
+from bot.answering.trees import Forest, ModelFormatError
 from bot.errors import AnswerError
+from bot.learning import load_shipped
 from bot.retrieval import fuse
 from bot.types import Chunk
 
@@ -25,6 +27,36 @@ def row(**values: float) -> np.ndarray:
     for name, value in values.items():
         features[COLUMN[name]] = value
     return features
+
+
+def test_numpy_reads_the_models_exactly_as_lightgbm_does() -> None:
+    """Answering evaluates the model files with numpy; on every shipped training row (every kind of question asked,
+    the categorical feature included) and on rows with missing and out-of-range values, the raw outputs are
+    LightGBM's own, to the last bit."""
+    lightgbm = import_lightgbm()
+    groups = load_shipped()[::3]
+    ranker_file, confidence_file = MODEL_DIR / RANKER_FILE, MODEL_DIR / CONFIDENCE_FILE
+    ranker = lightgbm.Booster(model_file=str(ranker_file))
+    rows = np.concatenate([group.features for group in groups]).astype(np.float64)
+    odd = rows[:50].copy()
+    odd[::2, ::3] = np.nan
+    odd[1::2, COLUMN["asks"]] = [-1, 99, 3.7, 1e9, 0] * 5
+    rows = np.concatenate([rows, odd])
+    forest = Forest.from_text(ranker_file.read_text(encoding="utf-8"))
+    assert np.array_equal(forest.predict(rows), ranker.predict(rows, raw_score=True, num_threads=1))
+    scores = [ranker.predict(group.features, num_threads=1) for group in groups]
+    confidence, _ = confidence_rows(groups, scores)
+    booster = lightgbm.Booster(model_file=str(confidence_file))
+    forest = Forest.from_text(confidence_file.read_text(encoding="utf-8"))
+    assert np.array_equal(forest.predict(confidence), booster.predict(confidence, raw_score=True, num_threads=1))
+
+
+def test_a_file_that_is_not_a_tree_model_is_refused() -> None:
+    with pytest.raises(ModelFormatError):
+        Forest.from_text("tree\nversion=v3\n")
+    forest = Forest.from_text((MODEL_DIR / RANKER_FILE).read_text(encoding="utf-8"))
+    with pytest.raises(ModelFormatError):
+        forest.predict(np.zeros((2, 3)))
 
 
 def test_the_shipped_ranker_prefers_the_sentence_that_matches_the_question() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bot.answering.sentences import FEATURES
+from bot.answering.trees import Forest
 from bot.errors import AnswerError
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
@@ -50,13 +50,13 @@ class Thresholds:
 
 
 class SentenceScorer:
-    """Loads the model files on first use (they are small; LightGBM itself is the bigger import)."""
+    """Loads the model files on first use, and evaluates them with numpy (`bot.answering.trees`)."""
 
     def __init__(self, directory: Path = MODEL_DIR) -> None:
         self.directory = directory
         self._lock = threading.Lock()
-        self._ranker: Any = None
-        self._confidence: Any = None
+        self._ranker: Forest | None = None
+        self._confidence: Forest | None = None
         self._meta: dict[str, Any] = {}
 
     def warm_up(self) -> None:
@@ -67,15 +67,14 @@ class SentenceScorer:
             if self._ranker is not None:
                 return
             try:
-                lightgbm = import_lightgbm()
                 meta = json.loads((self.directory / META_FILE).read_text(encoding="utf-8"))
                 if tuple(meta["features"]) != FEATURES:
                     raise AnswerError(
                         f"the sentence model in {self.directory} was trained on other features; "
                         "retrain it with `python -m bench train`"
                     )
-                ranker = lightgbm.Booster(model_file=str(self.directory / RANKER_FILE))
-                confidence = lightgbm.Booster(model_file=str(self.directory / CONFIDENCE_FILE))
+                ranker = Forest.from_text((self.directory / RANKER_FILE).read_text(encoding="utf-8"))
+                confidence = Forest.from_text((self.directory / CONFIDENCE_FILE).read_text(encoding="utf-8"))
             except AnswerError:
                 raise
             except OSError as exc:
@@ -83,12 +82,17 @@ class SentenceScorer:
                     f"cannot read the sentence model in {self.directory} ({exc.strerror or exc}); "
                     "reinstall citebot or run `python -m bench train`"
                 ) from None
-            except Exception as exc:  # LightGBM's own error, or a meta file that is not what we wrote
+            except Exception as exc:  # a model or meta file that is not what training wrote
                 raise AnswerError(
                     f"the sentence model in {self.directory} is unreadable ({type(exc).__name__}: "
                     f"{' '.join(str(exc).split())[:160]})"
                 ) from None
             self._meta, self._ranker, self._confidence = meta, ranker, confidence
+
+    def _models(self) -> tuple[Forest, Forest]:
+        self._load()
+        assert self._ranker is not None and self._confidence is not None
+        return self._ranker, self._confidence
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -103,28 +107,13 @@ class SentenceScorer:
 
     def rank(self, features: np.ndarray) -> np.ndarray:
         """One score per candidate row; higher is better."""
-        self._load()
-        return np.asarray(self._ranker.predict(features, num_threads=1), dtype=np.float32)
+        ranker, _ = self._models()
+        return np.asarray(ranker.predict(features), dtype=np.float32)
 
     def confidence(self, features: np.ndarray, scores: np.ndarray) -> float:
         """The calibrated probability that the best-scored candidate answers the question."""
-        self._load()
+        _, model = self._models()
         row = confidence_row(features, scores)[None, :]
-        raw = float(self._confidence.predict(row, raw_score=True, num_threads=1)[0])
+        raw = float(model.predict(row)[0])
         slope, intercept = self._meta["platt"]
         return 1.0 / (1.0 + math.exp(-(slope * raw + intercept)))
-
-
-def import_lightgbm() -> Any:
-    """lightgbm without scikit-learn: lightgbm imports it, when installed, for an estimator API citebot never uses,
-    and that import alone cost every answering process a second and 60 MB (bench startup)."""
-    if "sklearn" in sys.modules:
-        import lightgbm
-
-        return lightgbm
-    sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn` now raises ImportError
-    try:
-        import lightgbm
-    finally:
-        del sys.modules["sklearn"]
-    return lightgbm

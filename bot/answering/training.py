@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,14 +125,23 @@ def _stable_fraction(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
-def _lightgbm() -> Any:
-    from bot.answering.scorer import import_lightgbm
+def import_lightgbm() -> Any:
+    """lightgbm without scikit-learn: lightgbm imports it, when installed, for an estimator API citebot never uses,
+    and that import alone cost every answering process a second and 60 MB (bench startup)."""
+    if "sklearn" in sys.modules:
+        import lightgbm
 
-    return import_lightgbm()
+        return lightgbm
+    sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn` now raises ImportError
+    try:
+        import lightgbm
+    finally:
+        del sys.modules["sklearn"]
+    return lightgbm
 
 
 def train_ranker(groups: Sequence[Group]) -> Any:
-    lightgbm = _lightgbm()
+    lightgbm = import_lightgbm()
     ranked = [g for g in groups if g.labels.any() and len(g.labels) > 1]
     data = lightgbm.Dataset(
         np.concatenate([g.features for g in ranked]),
@@ -152,7 +162,7 @@ def confidence_rows(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> tu
 
 
 def train_confidence(groups: Sequence[Group], scores: Sequence[np.ndarray]) -> Any:
-    lightgbm = _lightgbm()
+    lightgbm = import_lightgbm()
     rows, labels = confidence_rows(groups, scores)
     data = lightgbm.Dataset(
         rows,
