@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -256,3 +257,59 @@ def require_data(*paths: Path) -> None:
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         sys.exit(f"dataset not found: {', '.join(missing)}; set CITEBOT_BENCH_DATA to the folder that holds it")
+
+
+def rss_bytes(pid: int) -> int:
+    """A running process's resident memory."""
+    import psutil
+
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+# The end of an answer on the REPL's piped output: its footer ("confidence 0.83", "closest passage, … · confidence
+# 0.41"), or "The corpus doesn't say …", which has none.
+ANSWER_END = re.compile(r"confidence \d|^The corpus doesn't say")
+
+
+@dataclass
+class Repl:
+    """`citebot repl` on piped input, started by `repl()`: the seconds until its banner, and questions to it."""
+
+    process: subprocess.Popen[str]
+    ready_seconds: float
+
+    def ask(self, question: str) -> None:
+        """Ask, and read the answer through to its end."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(question + "\n")
+        self.process.stdin.flush()
+        while not ANSWER_END.search(line := self.process.stdout.readline()):
+            if not line:
+                raise RuntimeError(f"the REPL exited while answering (status {self.process.wait()})")
+
+    def rss(self) -> int:
+        return rss_bytes(self.process.pid)
+
+
+@contextmanager
+def repl(citebot: Path, env: dict[str, str], cwd: Path) -> Iterator[Repl]:
+    """Start `citebot repl`, wait for its banner (piped, it goes to stderr), and close its input at the end."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(citebot), "repl"],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stderr is not None
+    try:
+        while "indexed" not in (line := process.stderr.readline()):
+            if not line:
+                raise RuntimeError(f"the REPL exited before its banner (status {process.wait()})")
+        yield Repl(process, time.perf_counter() - started)
+    finally:
+        process.stdin.close()
+        process.wait(timeout=60)

@@ -43,7 +43,9 @@ from bench.common import (
     format_bytes,
     load_average,
     print_machine,
+    repl,
     require_data,
+    rss_bytes,
     run_child,
 )
 
@@ -101,41 +103,12 @@ def write_step(folder: Path, sources: list[tuple[str, str]], first: int, count: 
         (folder / f"{name}-copy{copy:03d}.txt").write_text(f"{text.rstrip()}\n\nArchive copy {copy}.\n", "utf-8")
 
 
-def rss_bytes(pid: int) -> int:
-    import psutil
-
-    return int(psutil.Process(pid).memory_info().rss)
-
-
 def repl_ready(env: dict[str, str], cwd: Path) -> tuple[float, int]:
     """Seconds until the REPL's banner, and its memory after one question (idle)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [str(VENV_BIN / "citebot"), "repl"],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdin is not None and process.stderr is not None and process.stdout is not None
-    try:
-        while "indexed" not in (line := process.stderr.readline()):
-            if not line:
-                raise RuntimeError(f"the REPL exited before its banner (status {process.wait()})")
-        ready = time.perf_counter() - started
-        process.stdin.write("what did the minister say about the budget?\n")
-        process.stdin.flush()
-        while not (line := process.stdout.readline()).startswith("[1]") and "doesn't say" not in line:
-            if not line:
-                break
+    with repl(VENV_BIN / "citebot", env, cwd) as session:
+        session.ask("what did the minister say about the budget?")
         time.sleep(2.0)
-        memory = rss_bytes(process.pid)
-    finally:
-        process.stdin.close()
-        process.wait(timeout=60)
-    return ready, memory
+        return session.ready_seconds, session.rss()
 
 
 def bot_ready(env: dict[str, str], cwd: Path) -> tuple[float, int]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -25,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import SEED_CORPUS, ChildResult, format_bytes, load_average, print_machine, run_child
+from bench.common import SEED_CORPUS, ChildResult, format_bytes, load_average, print_machine, repl, run_child
 
 VENV_BIN = Path(sys.executable).parent
 QUESTION = "why Seoul?"
-ANSWER_END = re.compile(r"confidence \d|^The corpus doesn't say")
 REPL_QUESTIONS = ["why Seoul?", "Who leads China's delegation?", "What did Bessent praise in Davos?"]
 REPL_IDLE_GOAL_BYTES = 400 * 1000 * 1000
 
@@ -44,43 +42,15 @@ def summary(label: str, results: list[ChildResult]) -> str:
     )
 
 
-def rss_bytes(pid: int) -> int:
-    import psutil
-
-    return int(psutil.Process(pid).memory_info().rss)
-
-
 def repl_memory(env: dict[str, str], cwd: Path) -> tuple[int, int]:
     """The REPL's resident memory when idle after start-up, and after a few questions."""
-    process = subprocess.Popen(
-        [str(VENV_BIN / "citebot"), "repl"],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdin is not None and process.stderr is not None and process.stdout is not None
-    try:
-        while "indexed" not in (line := process.stderr.readline()):  # piped, the banner goes to stderr
-            if not line:
-                raise RuntimeError(f"the REPL exited before its banner (status {process.wait()})")
+    with repl(VENV_BIN / "citebot", env, cwd) as session:
         time.sleep(2.0)
-        idle = rss_bytes(process.pid)
+        idle = session.rss()
         for question in REPL_QUESTIONS:
-            process.stdin.write(question + "\n")
-            process.stdin.flush()
-            # Each answer ends with its footer ("confidence 0.83", "closest passage, … · confidence 0.41"), or is
-            # "The corpus doesn't say …" with none.
-            while not ANSWER_END.search(process.stdout.readline()):
-                pass
+            session.ask(question)
         time.sleep(1.0)
-        used = rss_bytes(process.pid)
-    finally:
-        process.stdin.close()
-        process.wait(timeout=60)
-    return idle, used
+        return idle, session.rss()
 
 
 def main(argv: list[str] | None = None) -> None:
