@@ -43,6 +43,18 @@ class ColdEngine:
         return []
 
 
+async def start_bot(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    """`citebot discord` as a user starts it, its output piped."""
+    return await asyncio.create_subprocess_exec(
+        str(VENV_BIN / "citebot"),
+        "discord",
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_citebot_discord_logs_json_answers_and_stops_on_sigterm(
     settings: Settings, corpus: Path, tmp_path: Path
 ) -> None:
@@ -56,14 +68,7 @@ async def test_citebot_discord_logs_json_answers_and_stops_on_sigterm(
             **fake.bot_env(),
             CITEBOT_LOG_FORMAT="json",
         )
-        process = await asyncio.create_subprocess_exec(
-            str(VENV_BIN / "citebot"),
-            "discord",
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await start_bot(env, tmp_path)
         try:
             await fake.wait_for_session(timeout=45)
             await fake.wait_until(lambda: bool(fake.synced_commands(fake.guild.id)), WAIT, "the command sync")
@@ -142,14 +147,7 @@ async def test_a_server_id_the_bot_is_not_in_is_one_line_and_exit_2(
         if known:
             fake.foreign_guilds.add("987654321098765432")
         env = cli_env(settings, **{**fake.bot_env(), "CITEBOT_DISCORD_GUILD_ID": "987654321098765432"})
-        process = await asyncio.create_subprocess_exec(
-            str(VENV_BIN / "citebot"),
-            "discord",
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await start_bot(env, tmp_path)
         _, err = await asyncio.wait_for(process.communicate(), 50)
     problems = [line for line in err.decode().splitlines() if line.startswith("citebot:")]
     assert process.returncode == 2, err.decode()
