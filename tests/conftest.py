@@ -15,7 +15,10 @@ import pytest
 
 from bot.config import Settings
 from bot.embeddings import HashingEmbedder
+from bot.engine import Engine
+from bot.question_log import QuestionLog
 from bot.store import ChunkStore
+from ingest.pipeline import IngestPipeline
 from tests import browser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +59,24 @@ def corpus(tmp_path: Path) -> Path:
     target = tmp_path / "corpus"
     shutil.copytree(SEED_CORPUS, target)
     return target
+
+
+@pytest.fixture
+def engine(settings: Settings, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """An engine over the seed corpus (hashing embedder), run from the corpus's folder: sources are relative to
+    the working directory, as in production."""
+    monkeypatch.chdir(corpus.parent)
+    built = Engine(settings)
+    IngestPipeline(built.store, built.embedder).run([Path("corpus")])
+    return built
+
+
+@pytest.fixture
+def log(settings: Settings) -> Iterator[QuestionLog]:
+    """The question log of `settings`, closed at the end."""
+    opened = QuestionLog.for_settings(settings)
+    yield opened
+    opened.close()
 
 
 def free_port() -> int:

@@ -169,14 +169,6 @@ def test_tell_me_more_continues_the_previous_question(more: str) -> None:
 # -- through the engine (hashing embedder: fast, no model) -----------------------------------------------------------
 
 
-@pytest.fixture
-def engine(settings: Settings, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    monkeypatch.chdir(corpus.parent)
-    built = Engine(settings)
-    IngestPipeline(built.store, built.embedder).run([Path("corpus")])
-    return built
-
-
 def test_k_bounds_the_citations_shown(engine: Engine) -> None:
     for k in (1, 2, 3):
         answer = engine.ask("What did Bessent praise in Davos, and where did the talks begin?", k=k)

@@ -40,12 +40,6 @@ def assert_contract(answer: Answer) -> None:
     assert [citation.n for citation in answer.citations] == list(range(1, len(answer.citations) + 1))
 
 
-@pytest.fixture
-def engine(settings: Settings, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    monkeypatch.chdir(corpus.parent)  # sources are relative to the working directory, as in production
-    return build_engine(settings, Path("corpus"))
-
-
 @pytest.fixture(scope="module")
 def real_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     """The real model over the seed corpus (shared by the tests that judge answer quality)."""

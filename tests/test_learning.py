@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -42,21 +41,6 @@ SENTENCE_FORM = re.compile(
     r'<input type="hidden" name="end" value="(?P<end>\d+)">',
     re.S,
 )
-
-
-@pytest.fixture
-def engine(settings: Settings, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    monkeypatch.chdir(corpus.parent)
-    built = Engine(settings)
-    IngestPipeline(built.store, built.embedder).run([Path("corpus")])
-    return built
-
-
-@pytest.fixture
-def log(settings: Settings) -> Iterator[QuestionLog]:
-    opened = QuestionLog.for_settings(settings)
-    yield opened
-    opened.close()
 
 
 def asked(engine: Engine, log: QuestionLog, question: str = QUESTION) -> str:

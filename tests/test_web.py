@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -53,13 +52,6 @@ def engine(settings: Settings, corpus: Path, tmp_path: Path) -> Engine:
     IngestPipeline(engine.store, engine.embedder).run([corpus])
     add_markup_documents(engine, tmp_path / "extra")
     return engine
-
-
-@pytest.fixture
-def log(settings: Settings) -> Iterator[QuestionLog]:
-    store = QuestionLog.for_settings(settings)
-    yield store
-    store.close()
 
 
 def client(settings: Settings, engine: Engine, log: QuestionLog, token: str | None = TOKEN) -> TestClient:
