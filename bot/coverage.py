@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.question_log import StoredAnswer
+from bot.question_log import StoredAnswer, question_key
 
 # Cosine similarity above which two groups of questions are one topic. With all-MiniLM-L6-v2, rewordings of one
 # question score 0.6-0.9 and different questions about one broad subject 0.3-0.5.
@@ -44,7 +44,7 @@ class Gap:
         seen: set[str] = set()
         found: list[StoredAnswer] = []
         for stored in self.questions:
-            key = _key(stored.question)
+            key = question_key(stored.question)
             if key not in seen:
                 seen.add(key)
                 found.append(stored)
@@ -70,7 +70,7 @@ def find_gaps(questions: Sequence[StoredAnswer], embed: Embed, threshold: float 
     questions = sorted(questions, key=lambda stored: stored.created_at, reverse=True)[:MAX_QUESTIONS]
     by_text: dict[str, list[StoredAnswer]] = {}
     for stored in questions:
-        by_text.setdefault(_key(stored.question), []).append(stored)
+        by_text.setdefault(question_key(stored.question), []).append(stored)
     if not by_text:
         return []
     texts = [group[0].question for group in by_text.values()]
@@ -113,10 +113,6 @@ def cluster(vectors: np.ndarray, threshold: float, weights: np.ndarray | None = 
         members[a] += members[b]
         members[b] = []
     return [group for group in members if group]
-
-
-def _key(question: str) -> str:
-    return " ".join(question.split()).casefold()
 
 
 class CachedEmbed:

@@ -37,7 +37,7 @@ from bot.answering.scorer import CONFIDENCE_FILE, META_FILE, MODEL_DIR, RANKER_F
 from bot.answering.sentences import FEATURES
 from bot.answering.training import Group, Trained, train
 from bot.evaluation import Case
-from bot.question_log import Label, QuestionLog
+from bot.question_log import Label, QuestionLog, question_key
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -70,7 +70,7 @@ class Taught:
     @property
     def aside(self) -> bool:
         """Put aside to judge a training run (the same questions every time)."""
-        digest = hashlib.sha256(" ".join(self.question.casefold().split()).encode("utf-8")).hexdigest()
+        digest = hashlib.sha256(question_key(self.question).encode("utf-8")).hexdigest()
         return int(digest[:8], 16) / 0xFFFFFFFF < ASIDE_SHARE
 
 
@@ -88,7 +88,7 @@ def taught_questions(log: QuestionLog, present: Callable[[str], bool]) -> tuple[
             else:
                 stale.append(label)
     for stored in log.voted():
-        key = " ".join(stored.question.split()).casefold()
+        key = question_key(stored.question)
         first = stored.citations[0] if stored.citations else None
         if key in by_key or first is None or stored.verdict is None or not present(str(first.get("doc_id", ""))):
             continue  # an operator's label says more than a vote

@@ -258,7 +258,7 @@ class Label:
     @property
     def key(self) -> str:
         """The question as labels group it: the same words, whatever the case and spacing."""
-        return _question_key(self.question)
+        return question_key(self.question)
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -611,7 +611,7 @@ class QuestionLog:
         if verdict == "answers" and (doc_id is None or start is None or end is None or quote is None):
             raise ValueError("an `answers` label names its sentence: doc_id, start, end and quote")
         self.flush()
-        key = _question_key(question)
+        key = question_key(question)
         label = Label(
             uuid.uuid4().hex,
             " ".join(question.split()),
@@ -684,7 +684,7 @@ class QuestionLog:
             found = [_label_from(row) for row in db.execute(f"{_SELECT_LABELS}{where} ORDER BY created_at, rowid")]
         if question is None:
             return found
-        key = _question_key(question)
+        key = question_key(question)
         return [label for label in found if label.key == key]
 
     def start_training(self, started_by: str, pid: int | None = None) -> str | None:
@@ -946,7 +946,8 @@ def _optional_id(value: int | str | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _question_key(question: str) -> str:
+def question_key(question: str) -> str:
+    """A question as the log groups it: the same words, whatever the case and spacing."""
     return " ".join(question.split()).casefold()
 
 
@@ -990,14 +991,14 @@ def export_lines(
         raise ValueError(f"votes must be up, down or all, not {votes!r}")
     labelled = set()
     for line in label_lines(store):
-        labelled.add(_question_key(str(line["q"])))
+        labelled.add(question_key(str(line["q"])))
         yield line
     query, params = QuestionFilter(since=since).sql()
     wanted = "up + down > 0 OR support != 'answered'" if declined else "up + down > 0"
     latest: dict[str, StoredAnswer] = {}
     for stored in store._select(f"SELECT * FROM ({query}) WHERE {wanted} ORDER BY created_at, seq", params):
-        latest.pop(_question_key(stored.question), None)  # re-inserted: the order follows the latest answer
-        latest[_question_key(stored.question)] = stored
+        latest.pop(question_key(stored.question), None)  # re-inserted: the order follows the latest answer
+        latest[question_key(stored.question)] = stored
     for key, stored in latest.items():
         if key in labelled:
             continue

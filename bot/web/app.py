@@ -40,7 +40,7 @@ from bot.dates import format_moment as when
 from bot.errors import CitebotError
 from bot.learning import SHARES
 from bot.links import passage_path
-from bot.question_log import CHANNEL_KINDS, QuestionFilter, QuestionLog, export_lines
+from bot.question_log import CHANNEL_KINDS, QuestionFilter, QuestionLog, export_lines, question_key
 from bot.types import SUPPORT_LEVELS, Answer, DocumentRecord, Turn
 from bot.web import charts
 from bot.web.security import SESSION_COOKIE, SESSION_SECONDS, Guard, Session
@@ -503,7 +503,7 @@ def _add_pages(app: FastAPI, console: Console) -> None:
             shares=SHARES,
             busy=bool(busy),
             labelled=len({label.key for label in labels}),
-            voted=len({" ".join(answer.question.split()).casefold() for answer in voted}),
+            voted=len({question_key(answer.question) for answer in voted}),
             model=model,
             **charts.quality(activity, since, period),
         )
