@@ -84,14 +84,10 @@ _POINTS_BACK = re.compile(
 _QUESTION_WORDS = frozenset("what who whom whose when where why how which is are was were the a an did does do".split())
 
 
-def refers_back(question: Question) -> bool:
-    """Whether a question leans on the conversation before it (see `_OPENS_ON_CONTEXT`, `_POINTS_BACK`); only
-    then may the earlier turns make an answer more confident than the question alone supports."""
-    return folding_handicap(question) is not None
-
-
 def folding_handicap(question: Question) -> float | None:
-    """How much more confident the reading with the previous question folded in must be to win a tie of tiers:
+    """Whether a question leans on the conversation before it (see `_OPENS_ON_CONTEXT`, `_POINTS_BACK`), so that
+    earlier turns may make its answer more confident than the question alone supports; and then how much more
+    confident the reading with the previous question folded in must be to win a tie of tiers:
     `FOLDED_READING_HANDICAP` when the question plainly leans on the conversation (it opens with a link word or
     a fragment, names a person only by pronoun, or is too short to stand alone: "and who leads the U.S. side?",
     "why him tho", "when?"); `WEAKLY_FOLDED_HANDICAP` when it only points back with a word like "their" or "it"
@@ -346,8 +342,8 @@ class Engine:
 
     def best_reading(self, retrievals: Sequence[Retrieval]) -> Retrieval:
         """The reading the corpus supports best: a higher tier first, then a higher confidence. A question that
-        stands on its own (it does not refer back, `refers_back`), or names something the corpus never mentions
-        ("What colour do Lumen moths glow?"), is read on its own: the previous question's words would only make
+        stands on its own (see `folding_handicap`), or names something the corpus never mentions ("What colour
+        do Lumen moths glow?"), is read on its own: the previous question's words would only make
         passages about the earlier topic look closer than they are, and the answer more confident than the
         question supports."""
         handicap = folding_handicap(retrievals[0].question)
