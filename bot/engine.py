@@ -305,10 +305,13 @@ class Engine:
         found = self.corpus.documents([doc_id]).get(doc_id)
         return found.record if found is not None else None
 
+    def retrieve_alone(self, question: str, k: int | None = None) -> Retrieval:
+        """A question read on its own, without a conversation, and its passages (`top_k` unless `k` says more)."""
+        return self.retrieve(self.readings(question)[0], max(k or 0, self.settings.top_k))
+
     def passage_sentences(self, question: str, limit: int = 15) -> list[Candidate]:
         """The quotable sentences of the passages a question retrieves, best first (what an operator labels)."""
-        retrieval = self.retrieve(self.readings(question)[0], self.settings.top_k)
-        return list(self.extractive.analyse(retrieval).ranked[:limit])
+        return list(self.extractive.analyse(self.retrieve_alone(question)).ranked[:limit])
 
     def document_sentences(self, doc_id: str) -> list[tuple[int, int, str]]:
         """(start, end, quote) of every quotable sentence of a document, in order."""

@@ -108,8 +108,7 @@ def label_groups(engine: Engine, taught: Sequence[Taught], progress: Progress) -
         if time.monotonic() - last > 2 or number == len(taught):
             progress(f"asking the labelled questions: {number}/{len(taught)}")
             last = time.monotonic()
-        question = engine.readings(item.question)[0]
-        retrieval = engine.retrieve(question, engine.settings.top_k)
+        retrieval = engine.retrieve_alone(item.question)
         candidates, _ = engine.extractive.candidates(retrieval)
         if not candidates:
             continue
@@ -123,7 +122,7 @@ def label_groups(engine: Engine, taught: Sequence[Taught], progress: Progress) -
         )
         group = Group(
             "labels",
-            question.search_text,
+            retrieval.question.search_text,
             np.stack([c.features for c in candidates]),
             labels,
             answerable=not item.unanswerable,
@@ -375,9 +374,7 @@ def import_labels(engine: Engine, log: QuestionLog, cases: Sequence[Case], label
 def _sentences_holding(engine: Engine, query: str, evidence: Sequence[str]) -> list[tuple[str, int, int, str, str]]:
     """(doc_id, start, end, quote, source) of the quotable sentences that `query` retrieves and that hold one of the
     `evidence` strings."""
-    question = engine.readings(query)[0]
-    retrieval = engine.retrieve(question, max(engine.settings.top_k, 10))
-    candidates, _ = engine.extractive.candidates(retrieval)
+    candidates, _ = engine.extractive.candidates(engine.retrieve_alone(query, 10))
     return [
         (c.hit.chunk.doc_id, c.start, c.end, c.quote, c.hit.source)
         for c in candidates
