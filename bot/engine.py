@@ -309,6 +309,11 @@ class Engine:
         """A question read on its own, without a conversation, and its passages (`top_k` unless `k` says more)."""
         return self.retrieve(self.readings(question)[0], max(k or 0, self.settings.top_k))
 
+    def indexed(self, doc_ids: Sequence[str]) -> set[str]:
+        """Which of `doc_ids` the index holds now (one look at the index for all of them)."""
+        self.corpus.refresh(fresh=True)
+        return set(self.corpus.documents(list(doc_ids)))
+
     def passage_sentences(self, question: str, limit: int = 15) -> list[Candidate]:
         """The quotable sentences of the passages a question retrieves, best first (what an operator labels)."""
         return list(self.extractive.analyse(self.retrieve_alone(question)).ranked[:limit])

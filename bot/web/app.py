@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -75,6 +75,8 @@ class ConsoleEngine(Protocol):
     def ingesting(self) -> list[DocumentRecord]: ...
 
     def document(self, doc_id: str) -> DocumentRecord | None: ...
+
+    def indexed(self, doc_ids: Sequence[str]) -> set[str]: ...
 
     def passage_sentences(self, question: str, limit: int = 15) -> list[Any]: ...
 
@@ -385,11 +387,7 @@ def _add_pages(app: FastAPI, console: Console) -> None:
         numbers = [int(citation.get("n", 0)) for citation in stored.citations]
         labels = await run_in_threadpool(partial(console.questions.labels, stored.question, include_undone=True))
         sentences = await run_in_threadpool(console.engine.passage_sentences, stored.question)
-        present = {
-            label.doc_id: await run_in_threadpool(console.engine.document, label.doc_id)
-            for label in labels
-            if label.doc_id
-        }
+        present = await run_in_threadpool(console.engine.indexed, [label.doc_id for label in labels if label.doc_id])
         marked = {(label.doc_id, label.start) for label in labels if label.standing and label.verdict == "answers"}
         return console.render(
             request,
@@ -398,7 +396,7 @@ def _add_pages(app: FastAPI, console: Console) -> None:
             votes=votes,
             numbers=numbers,
             labels=labels,
-            stale={label.label_id for label in labels if label.doc_id and present.get(label.doc_id) is None},
+            stale={label.label_id for label in labels if label.doc_id and label.doc_id not in present},
             sentences=sentences,
             marked=marked,
             unanswerable=any(label.standing and label.verdict == "unanswerable" for label in labels),
