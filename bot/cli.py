@@ -72,13 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask = _command(commands, "ask", help="answer a question (or one per line from stdin) with citations")
     ask.add_argument("question", nargs="*", help="the question; without it, read one question per line from stdin")
     ask.add_argument("--json", action="store_true", help="print the answer JSON (one line per answer)")
-    ask.add_argument(
-        "-k",
-        type=_quotes,
-        default=None,
-        metavar="N",
-        help=f"quote at most N sentences, 1 to {MAX_QUOTES} (default {DEFAULT_QUOTES})",
-    )
+    _add_quotes_option(ask)
 
     _command(commands, "repl", help="ask questions interactively, with follow-ups")
     discord = _command(commands, "discord", help="run the Discord bot (needs DISCORD_TOKEN)")
@@ -106,13 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = _command(commands, "eval", help="score the engine on a JSONL file of questions")
     evaluate.add_argument("file", type=Path, metavar="FILE.jsonl")
     evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    evaluate.add_argument(
-        "-k",
-        type=_quotes,
-        default=None,
-        metavar="N",
-        help=f"quote at most N sentences, 1 to {MAX_QUOTES} (default {DEFAULT_QUOTES})",
-    )
+    _add_quotes_option(evaluate)
     return parser
 
 
@@ -122,6 +110,16 @@ def _command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help[:1].upper() + help[1:])
     parser.set_defaults(usage_parser=parser)
     return parser
+
+
+def _add_quotes_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "-k",
+        type=_quotes,
+        default=None,
+        metavar="N",
+        help=f"quote at most N sentences, 1 to {MAX_QUOTES} (default {DEFAULT_QUOTES})",
+    )
 
 
 def _quotes(text: str) -> int:
