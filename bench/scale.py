@@ -194,21 +194,12 @@ def one_shot(env: dict[str, str], cwd: Path, question: str) -> tuple[float, int,
 
 
 def server(path: Path, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [str(VENV_BIN / "chroma"), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the Chroma server did not start")
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from tests.chroma import start_chroma, wait_until_listening
+
+    process = start_chroma(path, port)
+    wait_until_listening(process, port)
+    return process
 
 
 def environment(data_dir: Path, host: str | None, port: int) -> dict[str, str]:

@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from bot.question_log import QuestionLog
 from bot.store import ChunkStore
 from ingest.pipeline import IngestPipeline
 from tests import browser
+from tests.chroma import start_chroma, wait_until_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "corpus"
@@ -116,33 +116,8 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     path = tmp_path_factory.mktemp("chroma-server")
     port = free_port()
     log = open(path / "server.log", "wb")  # noqa: SIM115 (kept open for the server's whole life)
-    process = subprocess.Popen(
-        [
-            str(VENV_BIN / "chroma"),
-            "run",
-            "--path",
-            str(path / "db"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError((path / "server.log").read_text()) from None
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise RuntimeError("chroma server did not start within 60 s")
+    process = start_chroma(path / "db", port, output=log)
+    wait_until_listening(process, port, path / "server.log")
     yield "127.0.0.1", port
     process.terminate()
     try:

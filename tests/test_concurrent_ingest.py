@@ -20,7 +20,8 @@ from bot.errors import StoreError
 from bot.types import Answer
 from ingest.loaders import load
 from ingest.pipeline import IngestPipeline
-from tests.conftest import ROOT, VENV_BIN, citebot, cli_env, free_port
+from tests.chroma import start_chroma
+from tests.conftest import ROOT, citebot, cli_env, free_port
 
 QUESTIONS = [
     "why Seoul and not Beijing?",
@@ -163,16 +164,6 @@ def test_a_slow_reload_does_not_stall_questions(
     assert answer.citations
     monkeypatch.undo()
     assert any("Skerryvore" in c.quote for c in engine.ask("Who keeps the lamp lit on Skerryvore?").citations)
-
-
-def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [str(VENV_BIN / "chroma"), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    return process
 
 
 def ask_until_answered(engine: Engine, question: str, timeout: float) -> Answer:
